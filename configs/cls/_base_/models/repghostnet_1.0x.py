@@ -1,0 +1,17 @@
+# RepGhostNet 1.0x ImageNet classifier, weight-for-weight the official model:
+# backbone -> global average pool -> FC 960->1280 (the official 1x1 "conv_head") -> ReLU
+# -> dropout 0.2 -> FC 1280->1000 ("classifier").
+custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='RepGhostNet', arch='1.0x', out_indices=(4, ), deploy=False),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='StackedLinearClsHead',
+        num_classes=1000,
+        in_channels=960,
+        mid_channels=[1280],
+        dropout_rate=0.2,
+        act_cfg=dict(type='ReLU'),
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

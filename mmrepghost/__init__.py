@@ -1,0 +1,10 @@
+"""mmrepghost: RepGhostNet for OpenMMLab (mmpretrain + mmdet).
+
+Importing the package registers every module (backbone, hook) in the mmdet and mmpretrain
+registries and allowlists the types that OpenMMLab checkpoints pickle, so a config needs only
+``custom_imports=dict(imports=['mmrepghost'])``.
+"""
+from . import deploy, models  # noqa: F401  (registers RepGhostNet in mmdet + mmpretrain)
+from .version import __version__
+
+__all__ = ['__version__']

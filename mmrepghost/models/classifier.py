@@ -1,0 +1,26 @@
+"""The ImageNet classifier of the official RepGhostNet, as an mmpretrain model config."""
+from .backbones import RepGhostNet
+
+
+def repghostnet_classifier_cfg(arch: str = '1.0x', num_classes: int = 1000,
+                               dropout_rate: float = 0.2, deploy: bool = False) -> dict:
+    """``ImageClassifier`` config matching the official model weight for weight.
+
+    backbone (stage 4, the final 1x1 conv) -> global average pool -> FC to 1280 (the official
+    1x1 ``conv_head`` on a 1x1 map) -> ReLU -> dropout -> FC (``classifier``).
+    ``configs/cls/_base_/models/repghostnet_1.0x.py`` is this dict for 1.0x.
+    """
+    final_channels = RepGhostNet(arch=arch, init_cfg=None).out_channels[-1]
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(type='RepGhostNet', arch=arch, out_indices=(4, ), deploy=deploy),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(
+            type='StackedLinearClsHead',
+            num_classes=num_classes,
+            in_channels=final_channels,
+            mid_channels=[1280],
+            dropout_rate=dropout_rate,
+            act_cfg=dict(type='ReLU'),
+            loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+            topk=(1, 5)))

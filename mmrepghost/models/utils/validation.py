@@ -1,0 +1,32 @@
+"""Argument checks shared by the constructors: each error names the value and what is allowed."""
+from typing import Any, Tuple
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'{name} must be a positive int, got {value!r}')
+
+
+def check_odd_kernel(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(f'{name} must be a positive odd int (1, 3, 5, ...), got {value!r}')
+
+
+def check_in_range(name: str, value: Any, low: int, high: int) -> None:
+    """``value`` must be an int in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f'{name} must be an int in [{low}, {high}], got {value!r}')
+
+
+#: Norm layers that can be folded into a conv for deployment (the BatchNorm family).
+FOLDABLE_NORMS = ('BN', 'BN2d', 'SyncBN')
+#: Activations (mmcv registry names) accepted by the RepGhost layers.
+ACTIVATIONS = ('ReLU', 'ReLU6', 'LeakyReLU', 'PReLU', 'ELU', 'SiLU', 'Swish', 'GELU', 'HSwish',
+               'HSigmoid', 'Sigmoid', 'Tanh')
+
+
+def check_layer_cfg(name: str, cfg: Any, allowed: Tuple[str, ...]) -> None:
+    """``cfg`` must be a dict whose ``type`` is one of ``allowed``."""
+    layer_type = cfg.get('type') if isinstance(cfg, dict) else None
+    if layer_type not in allowed:
+        raise ValueError(f'{name}={cfg!r} is not supported: its type must be one of {allowed}')

@@ -1,0 +1,52 @@
+"""Shared fixtures: deterministic seeds and helpers that make BN folding non-trivial."""
+import importlib.util
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# the paper's widths and the matching timm model names
+TIMM_NAMES = {
+    '0.5x': 'repghostnet_050', '0.58x': 'repghostnet_058', '0.8x': 'repghostnet_080',
+    '1.0x': 'repghostnet_100', '1.11x': 'repghostnet_111', '1.3x': 'repghostnet_130',
+    '1.5x': 'repghostnet_150', '2.0x': 'repghostnet_200',
+}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@torch.no_grad()
+def randomize_bn_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random running statistics and affine parameters in every BN (eval-mode folding test)."""
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
+            module.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.25)
+            module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.copy_(torch.randn(n, generator=gen) * 0.2)
+    return model
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (tools are scripts, not a package)."""
+    path = osp.join(REPO_ROOT, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'tools_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| relative to the output scale max |a|."""
+    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Params and FLOPs (multiply-adds of conv + FC layers, no BN: the paper's rule).
+
+    python tools/get_flops.py                     # all eight widths, train and deploy
+    python tools/get_flops.py --arch 1.0x 1.3x --shape 224 224
+    python tools/get_flops.py --config configs/retinanet/repghost_1_3x.py --shape 800 1333
+"""
+import argparse
+import copy
+import sys
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from mmrepghost.deploy import reparameterize_model
+from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
+from mmrepghost.utils.complexity import count_params_macs
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--arch', nargs='+', default=['all'],
+                        help=f"widths to count ('all' or any of {', '.join(ARCH_WIDTHS)})")
+    parser.add_argument('--config', help='count this config\'s model instead of the widths')
+    parser.add_argument('--shape', nargs=2, type=int, default=[224, 224], metavar=('H', 'W'))
+    parser.add_argument('--verify', action='store_true',
+                        help='check deploy == train outputs on random inputs (eval mode)')
+    args = parser.parse_args(argv)
+    if args.arch == ['all']:
+        args.arch = list(ARCH_WIDTHS)
+    unknown = [a for a in args.arch if a not in ARCH_WIDTHS]
+    if unknown:
+        parser.error(f'unknown --arch {unknown}; allowed: all, {", ".join(ARCH_WIDTHS)}')
+    if min(args.shape) < 32:
+        parser.error(f'--shape {args.shape} is too small: H and W must be >= 32')
+    return args
+
+
+def build_models(args):
+    """(name, model) pairs to count."""
+    if args.config:
+        cfg = Config.fromfile(args.config)
+        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+        from mmengine.registry import MODELS
+        yield args.config, MODELS.build(cfg.model)
+        return
+    init_default_scope('mmpretrain')
+    from mmpretrain.registry import MODELS
+    for arch in args.arch:
+        yield f'RepGhostNet {arch}', MODELS.build(repghostnet_classifier_cfg(arch))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    inputs = torch.randn(1, 3, *args.shape)
+    rows = []
+    for name, model in build_models(args):
+        deployed = copy.deepcopy(model)
+        diff = reparameterize_model(deployed, verify=args.verify, logger='silent')
+        for structure, net in (('train', model), ('deploy', deployed)):
+            params, macs = count_params_macs(net, inputs)
+            check = f'{diff:.1e}' if args.verify and structure == 'deploy' else '-'
+            rows.append((name, structure, params / 1e6, macs / 1e6, check))
+    print(f'Input 1x3x{args.shape[0]}x{args.shape[1]}; conv + FC layers only (no BN); '
+          'FLOPs are multiply-adds.\n')
+    print('| model | structure | params (M) | FLOPs (M) | deploy vs train max abs diff |')
+    print('|---|---|---:|---:|---:|')
+    for name, structure, params, macs, check in rows:
+        print(f'| {name} | {structure} | {params:.3f} | {macs:.1f} | {check} |')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
