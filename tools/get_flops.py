@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Params and FLOPs (multiply-adds of conv + FC layers, no BN: the paper's rule).
+"""Params and FLOPs as the paper counts them (FLOPs: conv + FC multiply-adds, no BN).
 
     python tools/get_flops.py                     # all eight widths, train and deploy
     python tools/get_flops.py --arch 1.0x 1.3x --shape 224 224
@@ -62,8 +62,8 @@ def main(argv=None) -> int:
             params, macs = count_params_macs(net, inputs)
             check = f'{diff:.1e}' if args.verify and structure == 'deploy' else '-'
             rows.append((name, structure, params / 1e6, macs / 1e6, check))
-    print(f'Input 1x3x{args.shape[0]}x{args.shape[1]}; conv + FC layers only (no BN); '
-          'FLOPs are multiply-adds.\n')
+    print(f'Input 1x3x{args.shape[0]}x{args.shape[1]}. Params: all learnable parameters '
+          '(BN included, as Table 3); FLOPs: multiply-adds of conv + FC layers (no BN).\n')
     print('| model | structure | params (M) | FLOPs (M) | deploy vs train max abs diff |')
     print('|---|---|---:|---:|---:|')
     for name, structure, params, macs, check in rows:

@@ -13,6 +13,7 @@ def repghostnet_classifier_cfg(arch: str = '1.0x', num_classes: int = 1000,
     final_channels = RepGhostNet(arch=arch, init_cfg=None).out_channels[-1]
     return dict(
         type='ImageClassifier',
+        _scope_='mmpretrain',  # buildable from any default scope (mmdet's included)
         backbone=dict(type='RepGhostNet', arch=arch, out_indices=(4, ), deploy=deploy),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(

@@ -32,6 +32,10 @@ HEAD_KEYS = {
 class ConversionError(KeyError):
     """The source checkpoint does not fit RepGhostNet (unknown, missing or misshapen keys)."""
 
+    def __init__(self, message: str, num_problems: int = 0):
+        super().__init__(message)
+        self.num_problems = num_problems
+
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
 
@@ -102,7 +106,8 @@ def convert_state_dict(state: Mapping[str, Tensor], expected: Mapping[str, Tenso
             f'({len(unknown)} unknown, {len(missing)} missing, {len(mismatched)} misshapen '
             f'keys); is it a RepGhostNet checkpoint of this width?\n' +
             _listing('unknown keys', unknown) + _listing('missing keys', missing) +
-            _listing('shape mismatches', mismatched))
+            _listing('shape mismatches', mismatched),
+            num_problems=len(unknown) + len(missing) + len(mismatched))
     for key, value in expected.items():
         if key not in converted:
             converted[key] = torch.zeros_like(value)
@@ -160,6 +165,6 @@ def convert_checkpoint(checkpoint: Mapping, source: str, layout: str = 'classifi
             continue
         return converted, dict(arch=candidate, source=source, layout=layout, weights=entry,
                                num_classes=num_classes)
-    closest = min(errors, key=lambda a: len(str(errors[a])))
+    closest = min(errors, key=lambda a: errors[a].num_problems)
     raise ConversionError(f'no RepGhostNet width fits this checkpoint (tried: '
                           f'{", ".join(errors)}); closest is {closest}: {errors[closest]}')

@@ -27,9 +27,8 @@ def test_classifier_logits_unchanged_by_reparameterization(arch):
 
 def test_reparameterize_detector_built_by_mmdet():
     from mmdet.registry import MODELS as DET_MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules()
     detector = DET_MODELS.build(dict(
+        _scope_='mmdet',
         type='RetinaNet',
         data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
         backbone=dict(type='RepGhostNet', arch='0.5x', out_indices=(1, 2, 3),

@@ -32,12 +32,12 @@ def test_params_and_flops_match_table3(arch):
         assert macs / 1e6 == pytest.approx(PRECISE[arch][1], rel=0.005)
 
 
-def test_counter_counts_conv_and_fc_only():
+def test_counter_counts_all_params_and_conv_fc_macs():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, groups=1),
                               torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 8, 3, groups=8),
                               torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10))
     params, macs = count_params_macs(net, torch.randn(1, 3, 8, 8))
-    assert params == (3 * 8 * 9 + 8) + (8 * 9 + 8) + (288 * 10 + 10)
+    assert params == (3 * 8 * 9 + 8) + 2 * 8 + (8 * 9 + 8) + (288 * 10 + 10)  # BN affine too
     assert macs == 8 * 64 * 27 + 8 * 36 * 9 + 10 * 288
 
 
@@ -47,8 +47,9 @@ def test_tool_prints_train_and_deploy_rows(capsys):
     train = next(line for line in out.splitlines() if '| RepGhostNet 1.0x | train |' in line)
     deploy = next(line for line in out.splitlines() if '| RepGhostNet 1.0x | deploy |' in line)
     assert float(train.split('|')[4]) == pytest.approx(142.4, rel=0.005)
-    # deploy adds only the folded biases: same MACs, a few more params
+    # deploy: same MACs; BN parameters gone, conv biases added
     assert float(deploy.split('|')[4]) == float(train.split('|')[4])
+    assert float(deploy.split('|')[3]) < float(train.split('|')[3])
     assert float(deploy.split('|')[5]) < 1e-3
 
 

@@ -136,7 +136,7 @@ class RepGhostModule(BaseModule):
         for conv, norm in zip(self.fusion_conv, self.fusion_bn):
             parts.append(conv_bn_kernel_bias(
                 conv if isinstance(conv, nn.Conv2d) else None, _as_bn(norm),
-                channels=self.out_channels))
+                channels=self.out_channels, like=cheap_conv.weight))
         kernel, bias = merge_kernel_bias(parts, cheap_conv.kernel_size)
         self.cheap_operation[0] = conv_from_kernel_bias(cheap_conv, kernel, bias)
         self.cheap_operation[1] = nn.Identity()

@@ -19,7 +19,8 @@ KernelBias = Tuple[Tensor, Tensor]
 
 
 def conv_bn_kernel_bias(conv: Optional[nn.Conv2d], bn: Optional[_BatchNorm],
-                        channels: Optional[int] = None) -> KernelBias:
+                        channels: Optional[int] = None,
+                        like: Optional[Tensor] = None) -> KernelBias:
     """Kernel and bias of ``bn(conv(x))`` as a single convolution.
 
     Args:
@@ -27,13 +28,15 @@ def conv_bn_kernel_bias(conv: Optional[nn.Conv2d], bn: Optional[_BatchNorm],
             width and the result is a depthwise 1x1 identity kernel of shape (C, 1, 1, 1)).
         bn: the BatchNorm (any ``_BatchNorm``, SyncBN included), or ``None`` for no norm.
         channels: number of channels of an identity branch.
+        like: a tensor whose dtype and device an identity kernel takes (default: the BN's).
     """
     if conv is None:
         if channels is None:
             raise ValueError('an identity branch needs `channels`')
-        reference = bn.running_mean if bn is not None else torch.empty(0)
-        kernel = torch.ones(channels, 1, 1, 1, dtype=torch.float32, device=reference.device)
-        bias = torch.zeros(channels, dtype=torch.float32, device=reference.device)
+        reference = like if like is not None else (
+            bn.running_mean if bn is not None else torch.empty(0))
+        kernel = reference.new_ones(channels, 1, 1, 1)
+        bias = reference.new_zeros(channels)
     else:
         kernel = conv.weight.detach()
         bias = (conv.bias.detach() if conv.bias is not None else

@@ -4,6 +4,7 @@
 custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
 model = dict(
     type='ImageClassifier',
+    _scope_='mmpretrain',
     backbone=dict(type='RepGhostNet', arch='1.0x', out_indices=(4, ), deploy=False),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
