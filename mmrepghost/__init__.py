@@ -5,6 +5,9 @@ registries and allowlists the types that OpenMMLab checkpoints pickle, so a conf
 ``custom_imports=dict(imports=['mmrepghost'])``.
 """
 from . import deploy, models  # noqa: F401  (registers RepGhostNet in mmdet + mmpretrain)
+from .utils import register_safe_globals
 from .version import __version__
+
+register_safe_globals()
 
 __all__ = ['__version__']

@@ -14,7 +14,7 @@ import sys
 
 from mmrepghost.utils import (CheckpointError, ConversionError, convert_checkpoint,
                               load_checkpoint_file, save_checkpoint_atomic)
-from mmrepghost.utils.convert import LAYOUTS, SOURCES, WEIGHT_CHOICES
+from mmrepghost.utils.convert import LAYOUTS, SOURCE_SAFE_GLOBALS, SOURCES, WEIGHT_CHOICES
 
 
 def parse_args(argv=None):
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
         print(f'error: DST {args.dst!r} is SRC; choose another output path', file=sys.stderr)
         return 2
     try:
-        checkpoint = load_checkpoint_file(args.src)
+        checkpoint = load_checkpoint_file(args.src, extra_safe_globals=SOURCE_SAFE_GLOBALS)
         state_dict, meta = convert_checkpoint(checkpoint, args.source, args.layout,
                                               args.arch, args.weights)
         save_checkpoint_atomic(dict(state_dict=state_dict, meta=meta), args.dst,

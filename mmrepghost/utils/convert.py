@@ -12,6 +12,7 @@ prefix; a timm model gives a bare state dict. mmrepghost's layouts:
 * ``backbone``: the backbone keys alone, without prefix, for ``init_cfg=dict(
   type='Pretrained', checkpoint=...)`` in detectors.
 """
+import argparse
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -19,6 +20,9 @@ import torch
 from torch import Tensor
 
 SOURCES = ('official', 'timm')
+#: Extra globals that official/timm training checkpoints pickle: timm's ``train.py`` stores its
+#: command line as ``args`` (an ``argparse.Namespace``, a plain attribute container).
+SOURCE_SAFE_GLOBALS = (argparse.Namespace, )
 LAYOUTS = ('classifier', 'backbone')
 WEIGHT_CHOICES = ('auto', 'ema', 'model')
 HEAD_KEYS = {

@@ -97,8 +97,21 @@ def test_other_architecture_is_refused_with_key_lists(tmp_path, capsys):
     assert convert_weights.main([str(src), str(dst), '--from', 'timm']) == 2
     err = capsys.readouterr().err
     assert 'no RepGhostNet width fits this checkpoint' in err
-    assert 'unknown keys' in err and 'missing keys' in err
+    # GhostNet shares RepGhostNet's names but lacks the fusion BNs and has other widths
+    assert 'missing keys:\n    backbone.blocks.0.0.ghost1.fusion_bn.0.weight' in err
+    assert 'shape mismatches:' in err
     assert not dst.exists()
+
+
+def test_unknown_keys_are_listed(tmp_path, capsys):
+    state = timm_model('0.5x').state_dict()
+    state['extra_head.weight'] = torch.zeros(3)
+    src, dst = tmp_path / 'a.pth', tmp_path / 'b.pth'
+    torch.save(state, src)
+    assert convert_weights.main([str(src), str(dst), '--from', 'timm']) == 2
+    err = capsys.readouterr().err
+    assert '1 unknown, 0 missing, 0 misshapen' in err
+    assert 'unknown keys:\n    extra_head.weight' in err
 
 
 def test_wrong_width_is_refused_with_shapes(tmp_path, capsys):

@@ -58,3 +58,11 @@ def test_tool_rejects_unknown_width():
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "unknown --arch ['3x']; allowed: all, 0.5x" in result.stderr
+
+
+def test_tool_counts_a_config(capsys):
+    cfg = f'{REPO_ROOT}/configs/cls/_base_/models/repghostnet_1.0x.py'
+    assert load_tool('get_flops').main(['--config', cfg]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if 'repghostnet_1.0x' in line]
+    assert [r.split('|')[2].strip() for r in rows] == ['train', 'deploy']
+    assert float(rows[0].split('|')[3]) == pytest.approx(4.074, rel=0.005)
