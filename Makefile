@@ -6,9 +6,9 @@ PY := .venv/bin/python
 env:
 	bash tools/bootstrap_env.sh
 
-## demo: the main job on the bundled defaults
+## demo: the main job on the bundled defaults (tiny COCO -> mim train -> mim test -> mAP)
 demo: env
-	$(PY) tools/get_flops.py --verify
+	bash tools/run_demo.sh
 
 ## test: the whole test suite (pytest prints its 'N passed' summary)
 test: env

@@ -159,3 +159,12 @@ def test_registered_in_mmdet_and_mmpretrain():
     for registry in (DET, PRE):
         model = registry.build(dict(type='RepGhostNet', arch='0.5x', out_indices=(3, )))
         assert isinstance(model, RepGhostNet)
+
+
+def test_missing_pretrained_checkpoint_says_how_to_get_it(tmp_path):
+    missing = str(tmp_path / 'repghostnet_1.3x_in1k.pth')
+    model = RepGhostNet('1.3x', init_cfg=dict(type='Pretrained', checkpoint=missing,
+                                              prefix='backbone.'))
+    with pytest.raises(FileNotFoundError, match=r'does not exist. Convert the official.*'
+                       r'tools/convert_weights.py .*--from official.*init_cfg=None'):
+        model.init_weights()

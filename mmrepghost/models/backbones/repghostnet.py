@@ -1,4 +1,5 @@
 """RepGhostNet backbone (Table 2 of the paper) for mmpretrain and mmdet."""
+import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmcv.cnn import build_activation_layer
@@ -170,6 +171,21 @@ class RepGhostNet(BaseModule):
         if len(set(resolved)) != len(resolved):
             raise ValueError(f'out_indices={tuple(out_indices)!r} names a stage twice')
         return tuple(sorted(resolved))
+
+    def init_weights(self) -> None:
+        """Initialize; a missing local ``Pretrained`` checkpoint gets a how-to, not a traceback."""
+        init_cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        for cfg in init_cfgs:
+            checkpoint = cfg.get('checkpoint') if isinstance(cfg, dict) else None
+            if (cfg and cfg.get('type') == 'Pretrained' and isinstance(checkpoint, str)
+                    and '://' not in checkpoint and not osp.isfile(checkpoint)):
+                raise FileNotFoundError(
+                    f'RepGhostNet pretrained checkpoint {checkpoint!r} does not exist. Convert '
+                    'the official ImageNet weights with `python tools/convert_weights.py '
+                    f'<official .pth.tar> {checkpoint} --from official` (or timm weights with '
+                    '--from timm), or train from scratch with `--cfg-options '
+                    'model.backbone.init_cfg=None`.')
+        super().init_weights()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.act1(self.bn1(self.conv_stem(x)))

@@ -1,0 +1,9 @@
+# RetinaNet + FPN with RepGhostNet 1.5x, 1x schedule (Table 4: 34.4 bbox mAP on COCO val).
+_base_ = './repghost_1_3x.py'
+
+pretrained = 'checkpoints/repghostnet_1.5x_in1k.pth'
+model = dict(
+    backbone=dict(
+        arch='1.5x',
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(in_channels=[60, 120, 240]))

@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Generate a small detection + instance segmentation set in exact COCO layout.
+
+    python tools/make_tiny_coco.py [--out data/tiny_coco] [--train 240] [--val 60] [--seed 0]
+
+Writes ``annotations/instances_{train,val}2017.json``, ``train2017/`` and ``val2017/`` with
+JPEG images of filled shapes (discs, triangles, rectangles) of several sizes and colours on
+textured backgrounds, each with a polygon mask. The shapes carry real COCO category ids and
+names ('sports ball', 'kite', 'book') and the files list all 80 COCO categories, so mmdet's
+COCO configs run on it unchanged but for ``data_root``. Image sides vary and are not
+multiples of 32; a few images are grayscale. The output is deterministic for a seed, written
+to a temporary folder and renamed into place; an existing set is kept unless ``--force``.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import shutil
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+
+# the shapes and the COCO category (id, name) each one is labelled with
+SHAPES = {'disc': (37, 'sports ball'), 'triangle': (38, 'kite'), 'rectangle': (84, 'book')}
+COCO_IDS = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
+    28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
+    54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
+    81, 82, 84, 85, 86, 87, 88, 89, 90
+]
+
+
+def coco_categories() -> list:
+    """The 80 COCO categories with their official ids, in mmdet's class order."""
+    from mmdet.datasets import CocoDataset
+    names = CocoDataset.METAINFO['classes']
+    assert len(names) == len(COCO_IDS) == 80
+    categories = [dict(id=i, name=n, supercategory='object') for i, n in zip(COCO_IDS, names)]
+    for cat_id, name in SHAPES.values():
+        assert any(c['id'] == cat_id and c['name'] == name for c in categories), name
+    return categories
+
+
+def shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
+    """Vertices (N, 2) of a shape of radius ``r`` centred at (cx, cy)."""
+    if kind == 'disc':
+        angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
+        return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1)
+    if kind == 'triangle':
+        angles = angle + np.array([0, 2 * math.pi / 3, 4 * math.pi / 3])
+        return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1)
+    half_w, half_h = r, r * 0.6  # a landscape rectangle, axis aligned
+    return np.array([[cx - half_w, cy - half_h], [cx + half_w, cy - half_h],
+                     [cx + half_w, cy + half_h], [cx - half_w, cy + half_h]])
+
+
+def polygon_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def make_image(rng: np.random.Generator, image_id: int, file_name: str):
+    """One image (H, W, 3 uint8) and its COCO annotations (ids filled in later)."""
+    height, width = int(rng.integers(200, 330)), int(rng.integers(200, 330))
+    # textured background: a colour gradient plus noise, darker than the shapes' colours
+    base = rng.uniform(20, 90, size=3)
+    ramp = np.linspace(0, rng.uniform(10, 50), width)[None, :, None]
+    image = base[None, None, :] + ramp + rng.normal(0, 6, size=(height, width, 3))
+    annotations, boxes = [], []
+    for _ in range(int(rng.integers(1, 5))):
+        for _attempt in range(20):  # place without overlapping earlier shapes
+            kind = list(SHAPES)[int(rng.integers(len(SHAPES)))]
+            r = float(rng.uniform(14, min(height, width) / 4))
+            cx = float(rng.uniform(r + 2, width - r - 2))
+            cy = float(rng.uniform(r + 2, height - r - 2))
+            points = shape_polygon(kind, cx, cy, r, float(rng.uniform(0, 2 * math.pi)))
+            x0, y0 = points.min(0)
+            x1, y1 = points.max(0)
+            if all(x1 < bx0 - 2 or x0 > bx1 + 2 or y1 < by0 - 2 or y0 > by1 + 2
+                   for bx0, by0, bx1, by1 in boxes):
+                break
+        else:
+            continue
+        colour = rng.uniform(130, 255, size=3)
+        cv2.fillPoly(image, [np.round(points).astype(np.int32)], colour.tolist(),
+                     lineType=cv2.LINE_AA)
+        boxes.append((x0, y0, x1, y1))
+        annotations.append(dict(
+            image_id=image_id, category_id=SHAPES[kind][0], iscrowd=0,
+            bbox=[round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2),
+                  round(float(y1 - y0), 2)],
+            area=round(polygon_area(points), 2),
+            segmentation=[[round(float(v), 2) for v in points.reshape(-1)]]))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    if image_id % 10 == 7:  # a few grayscale images, as COCO has
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    info = dict(id=image_id, file_name=file_name, height=height, width=width)
+    return image, info, annotations
+
+
+def write_split(root: str, split: str, count: int, rng: np.random.Generator,
+                first_id: int, categories: list) -> None:
+    os.makedirs(osp.join(root, f'{split}2017'))
+    images, annotations = [], []
+    for image_id in range(first_id, first_id + count):
+        file_name = f'{image_id:012d}.jpg'
+        image, info, anns = make_image(rng, image_id, file_name)
+        if not cv2.imwrite(osp.join(root, f'{split}2017', file_name), image,
+                           [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise OSError(f'could not write {file_name}')
+        images.append(info)
+        for k, ann in enumerate(anns):
+            ann['id'] = image_id * 100 + k  # unique across splits (< 100 shapes an image)
+            annotations.append(ann)
+    data = dict(info=dict(description=f'mmrepghost tiny COCO ({split})', version='1.0'),
+                licenses=[], images=images, annotations=annotations, categories=categories)
+    with open(osp.join(root, 'annotations', f'instances_{split}2017.json'), 'w') as f:
+        json.dump(data, f)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', default='data/tiny_coco', help='output folder')
+    parser.add_argument('--train', type=int, default=240, help='training images (>= 1)')
+    parser.add_argument('--val', type=int, default=60, help='validation images (>= 1)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--force', action='store_true', help='replace an existing set')
+    args = parser.parse_args(argv)
+    for name in ('train', 'val'):
+        if not 1 <= getattr(args, name) <= 100000:
+            parser.error(f'--{name} {getattr(args, name)} is out of range: use 1..100000')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = osp.abspath(args.out)
+    if osp.exists(out) and not args.force:
+        print(f'{out} exists; keeping it (pass --force to regenerate)')
+        return 0
+    parent = osp.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(out)}.', dir=parent)
+    try:
+        os.makedirs(osp.join(tmp, 'annotations'))
+        categories = coco_categories()
+        rng = np.random.default_rng(args.seed)
+        write_split(tmp, 'train', args.train, rng, 1, categories)
+        write_split(tmp, 'val', args.val, rng, args.train + 1, categories)
+        old = None
+        if osp.exists(out):  # swap by renames: never a half-written set in place
+            old = tempfile.mkdtemp(prefix=f'.{osp.basename(out)}.old.', dir=parent)
+            os.replace(out, osp.join(old, 'set'))
+        os.replace(tmp, out)
+        if old:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f'wrote {args.train} train + {args.val} val images to {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
