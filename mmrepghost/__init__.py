@@ -10,4 +10,4 @@ from .version import __version__
 
 register_safe_globals()
 
-__all__ = ['__version__']
+__all__ = ['__version__', 'register_safe_globals']

@@ -2,18 +2,19 @@
 
 torch >= 2.6 loads with ``weights_only=True``: unpickling may only rebuild tensors, plain
 containers and explicitly allowlisted globals, so a checkpoint cannot run code. mmengine 0.10.7
-calls ``torch.load`` without ``weights_only``, and the checkpoints its Runner writes pickle a
-few non-tensor types (the message hub's ``HistoryBuffer`` and numpy arrays/scalars), so
-``mim test`` and ``--resume`` fail with ``UnpicklingError``. Disabling ``weights_only`` would let
-a malicious checkpoint execute code; instead :func:`register_safe_globals` (run on
-``import mmrepghost``) allowlists exactly the globals such checkpoints contain:
+calls ``torch.load`` without ``weights_only``, and the checkpoints its Runner writes (for mmdet
+and mmpretrain alike) pickle a few non-tensor types in ``meta['message_hub']``, so ``mim test``
+and ``--resume`` fail with ``UnpicklingError ... HistoryBuffer``. Passing ``weights_only=False``
+would let a malicious checkpoint execute code; instead :func:`register_safe_globals` (run on
+``import mmrepghost``) allowlists exactly the globals such checkpoints were found to contain:
 
-* ``numpy.ndarray``, ``numpy.dtype`` and its classes (``numpy.dtypes.Float64DType``, ...),
-  ``numpy.core.multiarray._reconstruct`` and ``numpy.core.multiarray.scalar``: how numpy
-  arrays and scalars pickle;
-* ``mmengine.logging.HistoryBuffer``: the logged values of the message hub;
-* ``builtins.getattr``, but only as :func:`_history_buffer_method`: a HistoryBuffer pickles its
-  statistics methods as ``getattr(HistoryBuffer, 'mean')``; any other ``getattr`` is refused.
+* ``mmengine.logging.history_buffer.HistoryBuffer``: the logged values of the message hub;
+* ``numpy.ndarray``, ``numpy.core.multiarray._reconstruct`` (arrays), ``numpy.dtype`` and the
+  numeric dtype classes (``numpy.dtypes.Float64DType``, ``Int64DType``, ...: a rebuilt dtype
+  must be of an allowlisted type) and ``numpy.core.multiarray.scalar`` (numpy scalars), under
+  both numpy 1.x and 2.x module names;
+* ``builtins.getattr``, but mapped to :func:`_history_buffer_method`: a HistoryBuffer pickles
+  its statistics methods as ``getattr(HistoryBuffer, 'mean')``; any other lookup is refused.
 
 Everything else (``os.system``, ``eval``, arbitrary classes) is still refused by torch.
 """
@@ -21,9 +22,10 @@ import contextlib
 import os
 import os.path as osp
 import pickle
+import re
 import tempfile
 import zipfile
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, List
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ from mmengine.logging import HistoryBuffer
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be loaded (empty, truncated, not a checkpoint, unsafe)."""
+    """A checkpoint file cannot be loaded (empty, truncated, corrupted, unsafe)."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -48,19 +50,22 @@ def _history_buffer_method(owner: Any, name: str) -> Any:
         'of mmengine.logging.HistoryBuffer may be looked up')
 
 
-def _numpy_multiarray_globals() -> list:
-    """numpy's array/scalar rebuild functions under both module spellings (1.x and 2.x)."""
-    from numpy.core import multiarray  # numpy 2 keeps this path as an alias of numpy._core
+def _numpy_rebuild_functions() -> list:
+    """numpy's array/scalar rebuild functions under the 1.x and the 2.x module name."""
+    from numpy.core import multiarray
     return [(getattr(multiarray, fn), f'{module}.{fn}') for fn in ('_reconstruct', 'scalar')
             for module in ('numpy.core.multiarray', 'numpy._core.multiarray')]
 
 
-SAFE_GLOBALS = [
+_NUMERIC_TYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                  np.uint32, np.uint64, np.float16, np.float32, np.float64)
+
+SAFE_GLOBALS: List[Any] = [
+    HistoryBuffer,
     np.ndarray,
     np.dtype,
-    *(getattr(np.dtypes, name) for name in np.dtypes.__all__),  # Float64DType, ...
-    *_numpy_multiarray_globals(),
-    HistoryBuffer,
+    *(type(np.dtype(t)) for t in _NUMERIC_TYPES),  # numpy.dtypes.Float64DType, ...
+    *_numpy_rebuild_functions(),
     (_history_buffer_method, 'builtins.getattr'),
 ]
 
@@ -68,6 +73,14 @@ SAFE_GLOBALS = [
 def register_safe_globals() -> None:
     """Allowlist :data:`SAFE_GLOBALS` for ``torch.load(weights_only=True)`` (idempotent)."""
     torch.serialization.add_safe_globals(SAFE_GLOBALS)
+
+
+# torch.save's zip format and the legacy format (a pickled magic number, then the data)
+_ZIP_MAGIC = b'PK\x03\x04'
+_LEGACY_MAGIC = pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2)[2:-1]
+# how torch's weights-only unpickler words a refused global, class or function
+_REFUSED = re.compile(r'GLOBAL (\S+)|allowlisted.*but got (<class \S+>)|'
+                      r'unrecognized function (.+)|refused (getattr\(.*?\))')
 
 
 def load_checkpoint_file(path: str, map_location: Any = 'cpu',
@@ -82,57 +95,85 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu',
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        CheckpointError: the file is empty, truncated or not a PyTorch checkpoint.
+        CheckpointError: the file is empty, truncated, corrupted or not a PyTorch checkpoint.
         UnsafeCheckpointError: the file pickles a global outside the allowlist; the message
             names it, and nothing of the file was executed.
     """
+    _check_file(path)
+    register_safe_globals()
+    # safe_globals() removes its globals on exit: never pass one that is registered for good
+    extra = [g for g in extra_safe_globals if g not in torch.serialization.get_safe_globals()]
+    try:
+        with torch.serialization.safe_globals(extra):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        if 'Attempting to deserialize object on' in str(error):
+            raise  # a map_location problem, not a file problem; torch's message is clear
+        refused = _refused_globals(path, error, extra)
+        if refused:
+            raise UnsafeCheckpointError(
+                f'refused to load {path}: it pickles globals that are not allowlisted in '
+                f'mmrepghost.utils.SAFE_GLOBALS: {", ".join(refused)}. Nothing in the file was '
+                'executed. Re-save the weights from a trusted copy as a plain state dict, or '
+                'review the type and, only if it is plain data, add it to SAFE_GLOBALS.'
+            ) from None
+        raise _corrupt(path, f'{type(error).__name__}: {_unpickler_reason(error)}') from None
+
+
+def _check_file(path: str) -> None:
+    """Fail early, naming ``path``, if it is missing, empty, truncated or of another format."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     if osp.getsize(path) == 0:
         raise CheckpointError(f'checkpoint {path} is empty (0 bytes)')
-    register_safe_globals()
-    try:
-        with torch.serialization.safe_globals(list(extra_safe_globals)):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        unsafe = _unsafe_globals(path, extra_safe_globals)
-        reason = _unpickler_reason(error)
-        if unsafe or 'global' in reason.lower() or 'refused getattr' in reason:
-            names = ', '.join(unsafe) or reason
-            raise UnsafeCheckpointError(
-                f'refused to load {path}: it pickles globals that are not allowlisted '
-                f'({names}). Nothing in the file was executed. Re-save the weights as a plain '
-                'state dict, or review the type and add it to '
-                'mmrepghost.utils.checkpoint.SAFE_GLOBALS if it is a data type.') from error
-        raise CheckpointError(f'{path} is truncated or not a PyTorch checkpoint: '
-                              f'{reason}') from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
-        raise CheckpointError(f'{path} is truncated or not a PyTorch checkpoint: '
-                              f'{error}') from error
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()  # CRC of every member: catches bit rot too
+        except Exception as error:  # zipfile raises many types for a damaged archive
+            raise _corrupt(path, f'incomplete or damaged zip archive ({error})') from None
+        if damaged is not None:
+            raise _corrupt(path, f'corrupted data, CRC mismatch in {damaged}')
+    elif not (head[:1] == b'\x80' and head[2:].startswith(_LEGACY_MAGIC)):
+        raise _corrupt(path, 'neither a zip archive nor the legacy torch format')
+
+
+def _corrupt(path: str, detail: str) -> CheckpointError:
+    return CheckpointError(f'{path} is truncated or not a PyTorch checkpoint: {detail}')
+
+
+def _refused_globals(path: str, error: Exception, extra: list) -> List[str]:
+    """The globals/types the unpickler refused (all of them where torch can list them)."""
+    if not isinstance(error, pickle.UnpicklingError):
+        return []
+    match = _REFUSED.search(_unpickler_reason(error))
+    if match is None:
+        return []
+    try:  # scans the pickle's GLOBAL opcodes without executing anything
+        with torch.serialization.safe_globals(extra):
+            listed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint: name what the unpickler reported
+        listed = []
+    return listed or [next(group for group in match.groups() if group)]
 
 
 def _unpickler_reason(error: Exception) -> str:
-    """The unpickler's own words from torch's long ``weights_only`` error message."""
-    text = str(error)
-    if 'WeightsUnpickler error:' in text:
-        text = text.split('WeightsUnpickler error:', 1)[1]
-    return ' '.join(text.strip().split('\n\n')[0].split())
-
-
-def _unsafe_globals(path: str, extra_safe_globals: Iterable) -> list:
-    try:
-        with torch.serialization.safe_globals(list(extra_safe_globals)):
-            return torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # a corrupt file: the caller reports it as such
-        return []
+    """The unpickler's own words, without torch's advice around them."""
+    paragraphs = [p for p in str(error).split('\n\n')
+                  if p.strip() and not p.strip().startswith('Check the documentation')]
+    reason = paragraphs[-1].split('WeightsUnpickler error:')[-1] if paragraphs else ''
+    return ' '.join(reason.split()) or '(no detail)'
 
 
 @contextlib.contextmanager
 def atomic_write(path: str, overwrite: bool = False) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+    """Yield a temporary path next to ``path``; on success move it onto ``path``.
 
     An interruption leaves the old file (or none), never a partial one. An existing ``path``
-    is only replaced with ``overwrite=True``.
+    is only replaced with ``overwrite=True``. The new file gets the usual ``0o666 & ~umask``
+    permissions (``mkstemp`` alone would make it private).
     """
     if osp.exists(path) and not overwrite:
         raise FileExistsError(f'{path} exists; pass --force (overwrite=True) to replace it')
@@ -142,12 +183,19 @@ def atomic_write(path: str, overwrite: bool = False) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        with open(tmp, 'rb') as f:
+        with open(tmp, 'ab') as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint_atomic(obj: Any, path: str, overwrite: bool = False) -> None:
