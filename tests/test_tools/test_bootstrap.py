@@ -68,3 +68,25 @@ def test_sdist_without_the_flag_to_patch_is_refused(tmp_path):
                  env=dict(MMCV_VERSION='2.1.0', MMREPGHOST_MMCV_SDIST=str(sdist)))
     assert result.returncode == 1
     assert 'no -std=c++17 flag to patch' in result.stderr
+
+
+def test_successful_build_publishes_the_wheel_atomically(tmp_path):
+    """The success path, with a stand-in source package that builds in seconds."""
+    src = tmp_path / 'mmcv-2.1.0'
+    src.mkdir()
+    (src / 'setup.py').write_text(
+        "import os\nfrom setuptools import setup\n"
+        "assert '-std=c++20' in open(__file__).read().replace('c++17', '')\n"
+        "assert os.environ['MMCV_WITH_OPS'] == '1' and os.environ['FORCE_CUDA'] == '0'\n"
+        "extra_compile_args = ['-std=c++17']\n"
+        "setup(name='mmcv', version='2.1.0', py_modules=[])\n")
+    sdist = tmp_path / 'mmcv-2.1.0.tar.gz'
+    with tarfile.open(sdist, 'w:gz') as tar:
+        tar.add(src, arcname='mmcv-2.1.0')
+    wheel_dir = tmp_path / 'wheels/mmcv-2.1.0-torch-x-py3.11-cpu'
+    result = run('build_mmcv.sh', sys.executable, str(wheel_dir), str(tmp_path / 'build.log'),
+                 env=dict(MMCV_VERSION='2.1.0', MMREPGHOST_MMCV_SDIST=str(sdist)))
+    assert result.returncode == 0, result.stderr
+    assert 'compiling mmcv ops, about 15 minutes on 2 cores' in result.stdout
+    assert [p.name for p in wheel_dir.iterdir()] == ['mmcv-2.1.0-py3-none-any.whl']
+    assert sorted(p.name for p in wheel_dir.parent.iterdir()) == [wheel_dir.name]  # no leftovers
