@@ -22,10 +22,16 @@ def test_detection_features_strides_and_channels(arch):
     assert len(model.blocks) == 8
 
 
-@pytest.mark.parametrize('arch', list(TIMM_FEATURE_CHANNELS))
+@pytest.mark.parametrize('arch', list(ARCH_WIDTHS))
 def test_features_match_timm_features_only(arch):
+    """Channels and strides of stages 0-3 equal timm's features_only outputs at every width."""
     ref = timm.create_model(TIMM_NAMES[arch], features_only=True, out_indices=(1, 2, 3, 4))
-    assert tuple(ref.feature_info.channels()) == TIMM_FEATURE_CHANNELS[arch]
+    ours = RepGhostNet(arch=arch, out_indices=(0, 1, 2, 3)).eval()
+    assert ours.out_channels == tuple(ref.feature_info.channels())
+    with torch.no_grad():
+        shapes = [tuple(o.shape) for o in ours(torch.randn(1, 3, 128, 128))]
+        ref_shapes = [tuple(o.shape) for o in ref(torch.randn(1, 3, 128, 128))]
+    assert shapes == ref_shapes
 
 
 def test_widen_factor_and_arch_agree():
