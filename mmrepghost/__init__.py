@@ -4,7 +4,7 @@ Importing the package registers every module (backbone, hook) in the mmdet and m
 registries and allowlists the types that OpenMMLab checkpoints pickle, so a config needs only
 ``custom_imports=dict(imports=['mmrepghost'])``.
 """
-from . import deploy, models  # noqa: F401  (registers RepGhostNet in mmdet + mmpretrain)
+from . import deploy, engine, models  # noqa: F401  (registers into mmdet + mmpretrain)
 from .utils import register_safe_globals
 from .version import __version__
 

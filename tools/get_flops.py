@@ -4,6 +4,9 @@
     python tools/get_flops.py                     # all eight widths, train and deploy
     python tools/get_flops.py --arch 1.0x 1.3x --shape 224 224
     python tools/get_flops.py --config configs/retinanet/repghost_1_3x.py --shape 800 1333
+
+A detector is counted as mmdet's ``tensor`` mode runs it on one padded image: backbone, neck
+and heads (for two-stage detectors the RoI heads on the RPN's proposals of that image).
 """
 import argparse
 import copy
@@ -51,15 +54,31 @@ def build_models(args):
         yield f'RepGhostNet {arch}', MODELS.build(repghostnet_classifier_cfg(arch))
 
 
+def forward_of(model, shape):
+    """How to run ``model`` on one image: plain call, or mmdet's tensor mode with metainfo."""
+    if not hasattr(model, 'extract_feat'):
+        return model
+    from mmdet.structures import DetDataSample
+    shape = tuple(shape)
+    sample = DetDataSample(metainfo=dict(
+        img_shape=shape, ori_shape=shape, pad_shape=shape, batch_input_shape=shape,
+        scale_factor=(1.0, 1.0)))
+    return lambda inputs: model(inputs, [sample], mode='tensor')
+
+
+def count(model, shape):
+    """``(params, macs)`` of ``model`` on one ``1x3xHxW`` input."""
+    return count_params_macs(model, torch.randn(1, 3, *shape), forward_of(model, shape))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    inputs = torch.randn(1, 3, *args.shape)
     rows = []
     for name, model in build_models(args):
         deployed = copy.deepcopy(model)
         diff = reparameterize_model(deployed, verify=args.verify, logger='silent')
         for structure, net in (('train', model), ('deploy', deployed)):
-            params, macs = count_params_macs(net, inputs)
+            params, macs = count(net, args.shape)
             check = f'{diff:.1e}' if args.verify and structure == 'deploy' else '-'
             rows.append((name, structure, params / 1e6, macs / 1e6, check))
     print(f'Input 1x3x{args.shape[0]}x{args.shape[1]}. Params: all learnable parameters '

@@ -1,6 +1,8 @@
 # RepGhostNet 1.0x as a drop-in detection backbone: strides 4/8/16/32 for an FPN with
 # in_channels=[24, 40, 80, 160]. Use it as `backbone={{_base_.repghostnet_backbone}}`.
 custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
+# mmengine's Runner, plus multi-process training on CPU-only machines (gloo)
+runner_type = 'CPUCompatibleRunner'
 repghostnet_backbone = dict(
     _delete_=True,
     type='RepGhostNet',

@@ -5,6 +5,8 @@
 #       checkpoints/repghostnet_1.3x_in1k.pth --from official
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
+# mmengine's Runner, plus multi-process training on CPU-only machines (gloo)
+runner_type = 'CPUCompatibleRunner'
 
 arch = '1.3x'
 pretrained = 'checkpoints/repghostnet_1.3x_in1k.pth'

@@ -5,7 +5,7 @@ official ``tools.py``, a modified thop). Params: every learnable parameter, BN a
 that is what Table 3 and timm report (1.0x: 4.074M; conv + FC alone would be 4.040M).
 Deploying removes the BN parameters and adds conv biases, so the deploy count is lower.
 """
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -14,8 +14,14 @@ COUNTED = (nn.Conv2d, nn.Linear)
 
 
 @torch.no_grad()
-def count_params_macs(model: nn.Module, inputs: torch.Tensor) -> Tuple[int, int]:
+def count_params_macs(model: nn.Module,
+                      inputs: torch.Tensor,
+                      forward: Optional[Callable[[torch.Tensor], object]] = None
+                      ) -> Tuple[int, int]:
     """``(params, macs)``: all parameters of ``model``, MACs of its conv/FC layers.
+
+    ``forward(inputs)`` runs the model (default ``model(inputs)``; detectors need their
+    data samples, see ``tools/get_flops.py``).
 
     A conv producing ``N*C_out*H*W`` outputs costs ``C_in / groups * k_h * k_w`` MACs per
     output; a linear layer ``in_features`` per output. Biases add no MACs.
@@ -34,7 +40,7 @@ def count_params_macs(model: nn.Module, inputs: torch.Tensor) -> Tuple[int, int]
     was_training = model.training
     try:
         model.eval()
-        model(inputs)
+        (forward or model)(inputs)
     finally:
         model.train(was_training)
         for handle in handles:

@@ -34,6 +34,16 @@ def test_features_match_timm_features_only(arch):
     assert shapes == ref_shapes
 
 
+@pytest.mark.parametrize('arch', list(ARCH_WIDTHS))
+def test_stage_channels_of_unbuilt_stages_equal_built_ones(arch):
+    """``stage_channels`` (used in error messages) lists what a full backbone outputs."""
+    partial = RepGhostNet(arch=arch, out_indices=(0, ))
+    full = RepGhostNet(arch=arch, out_indices=(0, 1, 2, 3, 4)).eval()
+    with torch.no_grad():
+        outs = full(torch.randn(1, 3, 64, 64))
+    assert partial.stage_channels == full.stage_channels == tuple(o.shape[1] for o in outs)
+
+
 def test_widen_factor_and_arch_agree():
     assert RepGhostNet(widen_factor=1.3).widen_factor == ARCH_WIDTHS['1.3x']
     a = RepGhostNet(arch='1.3x').state_dict()

@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
 
 from tests.conftest import REPO_ROOT, load_tool
 
@@ -17,6 +20,14 @@ MIM = osp.join(osp.dirname(sys.executable), 'mim')
 def tiny_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp('data') / 'tiny_coco'
     load_tool('make_tiny_coco').main(['--out', str(root), '--train', '48', '--val', '12'])
+    return str(root) + '/'
+
+
+@pytest.fixture(scope='module')
+def few_images(tmp_path_factory):
+    """Four train and two val images: enough for the full-size configs to run a short job."""
+    root = tmp_path_factory.mktemp('data') / 'few_images'
+    load_tool('make_tiny_coco').main(['--out', str(root), '--train', '4', '--val', '2'])
     return str(root) + '/'
 
 
@@ -52,3 +63,63 @@ def test_mask_rcnn_mim_train_then_test_prints_bbox_and_segm_map(tmp_path, tiny_c
     assert 'Evaluating bbox' in log and 'Evaluating segm' in log
     segm_map = float(re.findall(r'coco/segm_mAP: ([0-9.]+)', log)[-1])
     assert segm_map > 0
+
+
+def schedule_options(epochs):
+    return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
+            f'default_hooks.checkpoint.interval={epochs}']
+
+
+@pytest.mark.parametrize('config,metrics', [
+    ('retinanet/repghost_1_3x.py', ['bbox']),
+    ('mask_rcnn/repghost_1_3x.py', ['bbox', 'segm']),
+])
+def test_paper_configs_run_unchanged_but_for_data_and_schedule(tmp_path, few_images, config,
+                                                               metrics):
+    """The Table 4 configs as shipped (1333x800, 256-ch FPN, SyncBN -> BN on one process),
+    pointed at a few generated images, one epoch, no ImageNet weights here."""
+    config = osp.join(REPO_ROOT, 'configs', config)
+    options = data_options(few_images) + schedule_options(1) + [
+        'model.backbone.init_cfg=None', 'train_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'test_dataloader.num_workers=0']
+    mim('train', 'mmdet', config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+        *options, cwd=str(tmp_path))
+    log = mim('test', 'mmdet', config, '--checkpoint', str(tmp_path / 'work' / 'epoch_1.pth'),
+              '--work-dir', str(tmp_path / 'test'), '--cfg-options', *options,
+              cwd=str(tmp_path))
+    for metric in metrics:
+        assert f'Evaluating {metric}' in log
+        assert re.search(rf'coco/{metric}_mAP: [0-9.]+', log)
+    assert log.count('Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all') == len(metrics)
+
+
+def test_two_process_gloo_ddp_training_checkpoint_tests_like_single_process(
+        tmp_path, tiny_coco):
+    """`mim train --launcher pytorch --gpus 2` on CPU: two gloo processes split the data, the
+    rank-0 checkpoint has the single-process model's keys and `mim test` scores it."""
+    config = osp.join(REPO_ROOT, 'configs/retinanet/repghost_1_0x_tiny-coco.py')
+    epochs = 2
+    options = data_options(tiny_coco) + schedule_options(epochs) + [
+        'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+        'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0']
+    work = tmp_path / 'work'
+    train_log = mim('train', 'mmdet', config, '--launcher', 'pytorch', '--gpus', '2',
+                    '--work-dir', str(work), '--cfg-options', *options, cwd=str(tmp_path))
+    assert 'Distributed on CPU (gloo)' in train_log
+    assert 'Distributed training is not used' not in train_log
+    checkpoint = torch.load(str(work / f'epoch_{epochs}.pth'), map_location='cpu',
+                            weights_only=True)
+    cfg = Config.fromfile(config)
+    cfg.model._scope_ = 'mmdet'
+    single = MODELS.build(cfg.model).state_dict()
+    ddp = checkpoint['state_dict']
+    assert list(ddp) == list(single)  # no `module.` prefix, nothing missing or extra
+    assert all(ddp[k].shape == single[k].shape for k in single)
+    # 48 images, 2 processes x batch 4 -> 6 iterations per epoch (12 on one process)
+    assert checkpoint['meta']['epoch'] == epochs and checkpoint['meta']['iter'] == 6 * epochs
+    log = mim('test', 'mmdet', config, '--checkpoint', str(work / f'epoch_{epochs}.pth'),
+              '--work-dir', str(tmp_path / 'test'), '--cfg-options', *options,
+              cwd=str(tmp_path))
+    assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all' in log
+    assert re.search(r'coco/bbox_mAP: [0-9.]+', log)

@@ -121,7 +121,7 @@ class RepGhostNet(BaseModule):
         self.act1 = build_activation_layer(act_cfg)
 
         num_entries = self.stage_ends[max(self.out_indices)] + 1
-        entries, channels, entry_channels = [], stem_channels, []
+        entries, channels = [], stem_channels
         for row in self.arch_setting[:num_entries]:
             bottlenecks = []
             for kernel, mid, out, se_ratio, stride in row:
@@ -133,17 +133,27 @@ class RepGhostNet(BaseModule):
                     deploy=deploy))
                 channels = out_channels
             entries.append(nn.Sequential(*bottlenecks))
-            entry_channels.append(channels)
+        #: Channels of all five stages at this width, whether built or not.
+        self.stage_channels = self.channels_of_stages(width)
         if num_entries > len(self.arch_setting):  # the final 1x1 conv (stage 4)
-            final_channels = make_divisible(self.arch_setting[-1][-1][1] * width * 2, 4)
             entries.append(nn.Sequential(ConvNormAct(
-                channels, final_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg,
+                channels, self.stage_channels[-1], 1, norm_cfg=norm_cfg, act_cfg=act_cfg,
                 deploy=deploy)))
-            entry_channels.append(final_channels)
         self.blocks = nn.Sequential(*entries)
         #: Output channels of every requested stage, in order (for necks and heads).
-        self.out_channels = tuple(entry_channels[self.stage_ends[i]] for i in self.out_indices)
+        self.out_channels = tuple(self.stage_channels[i] for i in self.out_indices)
         self._freeze_stages()
+
+    @classmethod
+    def channels_of_stages(cls, widen_factor: float) -> Tuple[int, ...]:
+        """Output channels of stages 0-4 at ``widen_factor`` (e.g. 1.0 -> 24/40/80/160/960)."""
+        bottleneck_stages = [
+            make_divisible(cls.arch_setting[end][-1][2] * widen_factor, 4)
+            for end in cls.stage_ends[:-1]
+        ]
+        # the final 1x1 conv doubles the widest expansion of the last bottleneck
+        final = make_divisible(cls.arch_setting[-1][-1][1] * widen_factor * 2, 4)
+        return (*bottleneck_stages, final)
 
     @staticmethod
     def _resolve_width(arch, widen_factor) -> float:

@@ -1,0 +1,3 @@
+from .cpu_compatible_runner import CPUCompatibleRunner
+
+__all__ = ['CPUCompatibleRunner']
