@@ -1,18 +1,17 @@
 """Register mmrepghost classes in both mmdet's and mmpretrain's registries.
 
-mmdet's and mmpretrain's ``MODELS``/``HOOKS``/``RUNNERS`` are siblings under mmengine's root registry: a
+mmdet's and mmpretrain's ``MODELS``/``HOOKS`` are siblings under mmengine's root registry: a
 class registered in one is invisible from the other. Every public class of mmrepghost is
 registered in both, so ``type='RepGhostNet'`` (or ``type='RepGhostDeployHook'``) works in an
 mmdet config and in an mmpretrain config alike.
 """
 from typing import Callable, Type
 
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmdet.registry import HOOKS as MMDET_HOOKS
 from mmdet.registry import MODELS as MMDET_MODELS
-from mmdet.registry import RUNNERS as MMDET_RUNNERS
 from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
-from mmpretrain.registry import RUNNERS as MMPRETRAIN_RUNNERS
 
 
 def _register_in(*registries) -> Callable[[Type], Type]:
@@ -28,5 +27,7 @@ def _register_in(*registries) -> Callable[[Type], Type]:
 register_model = _register_in(MMDET_MODELS, MMPRETRAIN_MODELS)
 #: Class decorator: register a hook in mmdet's and mmpretrain's ``HOOKS``.
 register_hook = _register_in(MMDET_HOOKS, MMPRETRAIN_HOOKS)
-#: Class decorator: register a runner in mmdet's and mmpretrain's ``RUNNERS``.
-register_runner = _register_in(MMDET_RUNNERS, MMPRETRAIN_RUNNERS)
+#: Class decorator: register a runner in mmengine's root ``RUNNERS``, which mmdet's and
+#: mmpretrain's ``RUNNERS`` inherit from: their ``tools/train.py`` build the runner from the
+#: root registry before any default scope exists, their ``tools/test.py`` from their own.
+register_runner = _register_in(MMENGINE_RUNNERS)

@@ -61,7 +61,7 @@ def test_paper_results_are_table_4():
 
 def scale_of(cfg):
     """(H, W) of the config's test-time Resize scale (mmdet gives it as (W, H))."""
-    resize = next(t for t in cfg.test_pipeline if t['type'] == 'Resize')
+    resize = next(t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'Resize')
     return resize['scale'][1], resize['scale'][0]
 
 
