@@ -50,3 +50,26 @@ def load_tool(name: str):
 def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| relative to the output scale max |a|."""
     return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
+
+
+@torch.no_grad()
+def calibrate_bn_(model: nn.Module, input_shape=(4, 3, 64, 64), steps: int = 3,
+                  seed: int = 0) -> nn.Module:
+    """BN running statistics of random batches, as after training: activations stay O(1)."""
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    for _ in range(steps):
+        model(torch.randn(*input_shape, generator=gen))
+    return model.eval()
+
+
+@pytest.fixture(scope='session')
+def small_coco(tmp_path_factory):
+    """Four train and four val images in COCO layout (tools/make_tiny_coco.py)."""
+    root = tmp_path_factory.mktemp('data') / 'small_coco'
+    load_tool('make_tiny_coco').main(['--out', str(root), '--train', '4', '--val', '4'])
+    return str(root) + '/'

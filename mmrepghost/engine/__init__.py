@@ -1,3 +1,4 @@
 from .cpu_compatible_runner import CPUCompatibleRunner
+from .hooks import RepGhostDeployHook
 
-__all__ = ['CPUCompatibleRunner']
+__all__ = ['CPUCompatibleRunner', 'RepGhostDeployHook']

@@ -1,0 +1,158 @@
+"""ONNX export of deployed classifiers, backbones and detectors, checked in onnxruntime.
+
+Detectors are exported up to their dense head's raw outputs: backbone + neck + ``bbox_head``
+(RetinaNet, FCOS, ...) or ``rpn_head`` (two-stage detectors: the RoI heads need proposals,
+i.e. NMS, which plain ``torch.onnx`` cannot express without mmcv's custom ops). Decoding the
+boxes and NMS stay with mmdet's ``head.predict_by_feat`` on the outputs, in the documented
+order ``cls_score_<level>..., bbox_pred_<level>...``.
+"""
+from collections import Counter
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..utils import atomic_write
+
+
+def _flatten(outputs) -> List[Tensor]:
+    if isinstance(outputs, Tensor):
+        return [outputs]
+    return [t for item in outputs for t in _flatten(item)]
+
+
+class RawOutputs(nn.Module):
+    """``forward(images) -> tuple of tensors`` for a classifier, a backbone or a detector."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.head = getattr(model, 'rpn_head', None)
+        if self.head is None:
+            self.head = getattr(model, 'bbox_head', None)
+        self.is_detector = hasattr(model, 'extract_feat') and self.head is not None
+
+    def output_names(self, example: Tensor) -> List[str]:
+        with torch.no_grad():
+            outputs = self._raw(example)
+        if self.is_detector:  # (cls_scores, bbox_preds[, ...]) per level
+            return [f'{kind}_{level}' for kind, per_level in zip(
+                ('cls_score', 'bbox_pred', 'centerness', 'extra'), outputs)
+                for level in range(len(per_level))]
+        return [f'output_{i}' for i in range(len(_flatten(outputs)))]
+
+    def _raw(self, images: Tensor):
+        if self.is_detector:
+            return self.head(self.model.extract_feat(images))
+        if hasattr(self.model, 'extract_feat'):  # mmpretrain classifier: logits
+            return self.model(images, mode='tensor')
+        return self.model(images)
+
+    def forward(self, images: Tensor) -> Tuple[Tensor, ...]:
+        return tuple(_flatten(self._raw(images)))
+
+
+def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
+                opset: int = 17, overwrite: bool = False) -> List[str]:
+    """Export ``model`` (eval mode) to ``path`` atomically; batch, height and width dynamic.
+
+    Returns the output names.
+    """
+    wrapper = RawOutputs(model).eval()
+    example = torch.randn(*input_shape)
+    names = wrapper.output_names(example)
+    dynamic = {'images': {0: 'batch', 2: 'height', 3: 'width'}}
+    for name in names:
+        dynamic[name] = {0: 'batch'}
+    import onnx
+    with atomic_write(path, overwrite) as tmp, torch.no_grad():
+        torch.onnx.export(wrapper, (example, ), tmp, dynamo=False, opset_version=opset,
+                          input_names=['images'], output_names=names,
+                          dynamic_axes=dynamic, do_constant_folding=True)
+        proto = onnx.load(tmp)
+        if fold_batch_flatten_reshapes(proto.graph):
+            onnx.checker.check_model(proto)
+            onnx.save(proto, tmp)
+    return names
+
+
+def _constant_values(graph) -> dict:
+    import onnx
+    from onnx import numpy_helper
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == 'Constant':
+            values[node.output[0]] = numpy_helper.to_array(
+                onnx.helper.get_attribute_value(node.attribute[0]))
+    return values
+
+
+def fold_batch_flatten_reshapes(graph) -> int:
+    """Replace ``Reshape(x, Concat(Unsqueeze(Gather(Shape(t), 0)), [-1]))`` by ``Flatten``.
+
+    That is how ``x.view(x.size(0), -1)`` (mmpretrain's GlobalAveragePooling) exports with a
+    dynamic batch: a Concat of shape numbers. ``Flatten(axis=1)`` computes the same and keeps
+    the deployed graph free of Concat nodes. Returns how many Reshapes were replaced; nodes
+    left without consumers are removed.
+    """
+    import onnx
+    producer = {out: node for node in graph.node for out in node.output}
+    constants = _constant_values(graph)
+
+    def is_batch_size(name):
+        unsqueeze = producer.get(name)
+        gather = unsqueeze and producer.get(unsqueeze.input[0])
+        shape = gather and producer.get(gather.input[0])
+        return (unsqueeze is not None and unsqueeze.op_type == 'Unsqueeze'
+                and gather is not None and gather.op_type == 'Gather'
+                and shape is not None and shape.op_type == 'Shape'
+                and constants.get(gather.input[1]) is not None
+                and int(constants[gather.input[1]]) == 0)
+
+    replaced = 0
+    for index, node in enumerate(list(graph.node)):
+        concat = producer.get(node.input[1]) if node.op_type == 'Reshape' else None
+        if (concat is None or concat.op_type != 'Concat' or len(concat.input) != 2
+                or not is_batch_size(concat.input[0])
+                or constants.get(concat.input[1]) is None
+                or constants[concat.input[1]].tolist() != [-1]):
+            continue
+        flatten = onnx.helper.make_node('Flatten', [node.input[0]], list(node.output),
+                                        name=f'{node.name}_flatten', axis=1)
+        graph.node.remove(node)
+        graph.node.insert(index, flatten)
+        replaced += 1
+    _remove_dead_nodes(graph)
+    return replaced
+
+
+def _remove_dead_nodes(graph) -> None:
+    needed = {out.name for out in graph.output}
+    for node in reversed(list(graph.node)):
+        if any(out in needed for out in node.output):
+            needed.update(node.input)
+        else:
+            graph.node.remove(node)
+
+
+def onnx_op_types(path: str) -> Counter:
+    """How many nodes of each operator type the ONNX graph has."""
+    import onnx
+    return Counter(node.op_type for node in onnx.load(path).graph.node)
+
+
+def compare_with_onnxruntime(model: nn.Module, path: str,
+                             inputs: Sequence[Tensor]) -> List[Tuple[float, float]]:
+    """``(max abs difference, max abs output)`` of onnxruntime vs PyTorch, per input."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    wrapper = RawOutputs(model).eval()
+    diffs = []
+    for x in inputs:
+        with torch.no_grad():
+            expected = wrapper(x)
+        got = session.run(None, {'images': x.numpy()})
+        diffs.append((max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got)),
+                      max(float(e.abs().max()) for e in expected)))
+    return diffs

@@ -1,0 +1,3 @@
+from .deploy_hook import RepGhostDeployHook
+
+__all__ = ['RepGhostDeployHook']

@@ -1,0 +1,109 @@
+"""``RepGhostDeployHook``: test (and optionally validate) the re-parameterized network.
+
+RepGhost's training-time branches exist only to be fused away (Sec. 3.2 of the paper), so
+the network worth measuring is the deployed one. The hook is a thin caller of
+:func:`mmrepghost.deploy.reparameterize_model`:
+
+* ``before_test_epoch`` (after the checkpoint is loaded) fuses the runner's model in place and
+  logs each fused module with its verified max abs difference;
+* ``val=True``: every validation runs on a fused *copy* of the model (after EMAHook's swap,
+  so it is the EMA weights when EMA is on); the model being trained, its optimizer state and
+  the training loss are untouched;
+* ``save_deploy=True``: after training, the deployed weights and a config building the
+  deploy structure are written next to the last checkpoint (``*_deploy.pth``,
+  ``*_deploy.py``), ready for ``mim test`` and export.
+
+Works with DDP-wrapped models and SyncBN-built backbones (SyncBN folds like BN).
+"""
+import copy
+import os.path as osp
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from ...deploy import find_reparameterizable, reparameterize_model
+from ...registry import register_hook
+from ...utils import save_checkpoint_atomic
+from ...utils.deploy_config import write_deploy_config
+
+
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+@register_hook
+class RepGhostDeployHook(Hook):
+    """Switch every re-parameterizable module to deploy mode for testing (and validation).
+
+    Args:
+        test (bool): fuse the model before testing. Default True.
+        val (bool): validate a fused copy during training. Default False.
+        save_deploy (bool): after training, save the deploy checkpoint and config next to
+            the last checkpoint. Default False.
+        verify (bool): check outputs before/after fusion on a random batch. Default True.
+    """
+
+    # after EMAHook (NORMAL) has swapped in the EMA weights for validation and testing
+    priority = 'LOW'
+
+    def __init__(self,
+                 test: bool = True,
+                 val: bool = False,
+                 save_deploy: bool = False,
+                 verify: bool = True) -> None:
+        for name, value in dict(test=test, val=val, save_deploy=save_deploy,
+                                verify=verify).items():
+            if not isinstance(value, bool):
+                raise TypeError(f'RepGhostDeployHook {name} must be True or False, '
+                                f'got {value!r}')
+        self.test = test
+        self.val = val
+        self.save_deploy = save_deploy
+        self.verify = verify
+        self._training_model = None
+
+    def _deploy(self, model, runner, what: str) -> None:
+        modules = [name or type(m).__name__ for name, m in find_reparameterizable(model)]
+        if not modules:
+            runner.logger.warning(f'RepGhostDeployHook: nothing to re-parameterize in the '
+                                  f'{what} model')
+            return
+        diff = reparameterize_model(model, verify=self.verify, logger=runner.logger)
+        runner.logger.info(f'RepGhostDeployHook: {what} model deployed ({", ".join(modules)}), '
+                           f'max abs diff {diff:.3g}')
+
+    def before_test_epoch(self, runner) -> None:
+        if self.test:
+            self._deploy(_unwrap(runner.model), runner, 'test')
+
+    def before_val_epoch(self, runner) -> None:
+        if not self.val:
+            return
+        self._training_model = runner.model
+        deployed = copy.deepcopy(_unwrap(runner.model))
+        self._deploy(deployed, runner, 'validation')
+        runner.model = deployed
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        if self._training_model is not None:
+            runner.model = self._training_model
+            self._training_model = None
+
+    def after_train(self, runner) -> None:
+        if not self.save_deploy or runner.rank != 0:
+            return
+        last = osp.join(runner.work_dir, 'last_checkpoint')
+        if osp.isfile(last):
+            with open(last) as f:
+                stem = osp.splitext(f.read().strip())[0]
+        else:
+            stem = osp.join(runner.work_dir, f'epoch_{runner.epoch}')
+        deployed = copy.deepcopy(_unwrap(runner.model))
+        self._deploy(deployed, runner, 'final')
+        checkpoint = dict(meta=dict(deploy=True, epoch=runner.epoch, iter=runner.iter,
+                                    dataset_meta=getattr(deployed, 'dataset_meta', None)),
+                          state_dict=deployed.state_dict())
+        save_checkpoint_atomic(checkpoint, f'{stem}_deploy.pth', overwrite=True)
+        write_deploy_config(runner.cfg, f'{stem}_deploy.py', overwrite=True)
+        runner.logger.info(f'RepGhostDeployHook: wrote {stem}_deploy.pth and {stem}_deploy.py')

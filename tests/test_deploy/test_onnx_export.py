@@ -1,0 +1,79 @@
+"""ONNX export of the deployed network, checked in onnxruntime against PyTorch."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmrepghost.deploy import build_model, reparameterize_model
+from mmrepghost.deploy.onnx import (RawOutputs, compare_with_onnxruntime, export_onnx,
+                                    onnx_op_types)
+from mmrepghost.models import RepGhostNet
+from tests.conftest import REPO_ROOT, calibrate_bn_, load_tool
+
+CONFIGS = {
+    'classifier': 'configs/cls/_base_/models/repghostnet_1.0x.py',
+    'retinanet': 'configs/retinanet/repghost_1_0x_tiny-coco.py',
+    'mask_rcnn': 'configs/mask_rcnn/repghost_1_0x_tiny-coco.py',
+}
+# two input sizes and batch sizes, neither equal to the export size
+CHECK_INPUTS = [(1, 3, 224, 224), (2, 3, 160, 288)]
+
+
+def deployed(kind):
+    if kind == 'backbone':
+        model = RepGhostNet('1.0x', out_indices=(1, 2, 3))
+    else:
+        model = build_model(Config.fromfile(osp.join(REPO_ROOT, CONFIGS[kind])))
+    model.init_weights()
+    calibrate_bn_(RawOutputs(model), (2, 3, 96, 96))
+    reparameterize_model(model, logger='silent')
+    return model.eval()
+
+
+@pytest.mark.parametrize('kind', ['classifier', 'backbone', 'retinanet', 'mask_rcnn'])
+def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, kind):
+    model = deployed(kind)
+    path = str(tmp_path / f'{kind}.onnx')
+    names = export_onnx(model, path, (1, 3, 192, 192))
+    ops = onnx_op_types(path)
+    inputs = [torch.randn(*shape) for shape in CHECK_INPUTS]
+    for diff, scale in compare_with_onnxruntime(model, path, inputs):
+        assert diff <= 1e-4 * max(1.0, scale), (diff, scale)
+    if kind in ('classifier', 'backbone'):
+        # the deployed network is conv, ReLU, SE and add only: no BN, no concatenation
+        assert ops['BatchNormalization'] == 0 and ops['Concat'] == 0, ops
+        assert ops['Conv'] > 0 and ops['Add'] > 0
+    if kind in ('retinanet', 'mask_rcnn'):  # five FPN levels of dense (RPN) head maps
+        assert names == [f'cls_score_{i}' for i in range(5)] + [
+            f'bbox_pred_{i}' for i in range(5)]
+
+
+def test_tool_deploys_exports_and_checks(tmp_path, capsys):
+    model = build_model(Config.fromfile(osp.join(REPO_ROOT, CONFIGS['classifier'])))
+    model.init_weights()
+    calibrate_bn_(RawOutputs(model), (2, 3, 64, 64))
+    checkpoint = str(tmp_path / 'train.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
+    config = osp.join(REPO_ROOT, CONFIGS['classifier'])
+    out = str(tmp_path / 'cls.onnx')
+    tool = load_tool('export_onnx')
+    assert tool.main([config, checkpoint, '--out', out]) == 0
+    printed = capsys.readouterr().out
+    assert 're-parameterized' in printed and printed.count('onnxruntime vs PyTorch') == 2
+    assert osp.getsize(out) > 1e6
+    for argv, message in [
+        ([checkpoint, '--out', out], 'exists; pass --force'),
+        ([checkpoint, '--out', str(tmp_path / 'x.onnx'), '--shape', '200', '224'],
+         'H and W must be positive multiples of 32'),
+        ([checkpoint, '--out', checkpoint], '--out must end with .onnx'),
+        ([checkpoint, '--out', str(tmp_path / 'x.onnx'), '--opset', '9'],
+         '--opset must be in [11, 20], got 9'),
+    ]:
+        with pytest.raises(SystemExit):
+            tool.main([config, *argv])
+        assert message in capsys.readouterr().err
+    assert tool.main([config, str(tmp_path / 'missing.pth'), '--out',
+                      str(tmp_path / 'y.onnx')]) == 2
+    assert 'checkpoint not found' in capsys.readouterr().err
+    assert not osp.exists(str(tmp_path / 'y.onnx'))

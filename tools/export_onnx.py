@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Export a RepGhostNet classifier or detector to ONNX, deployed, checked in onnxruntime.
+
+    python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx [--shape H W] [--force]
+
+CHECKPOINT may be a training checkpoint (it is re-parameterized first) or a deploy one
+(``tools/reparameterize.py``). The graph takes ``images`` (N, 3, H, W) with dynamic N, H, W
+and returns raw outputs: logits for classifiers; for detectors the dense head's
+``cls_score_<level>`` and ``bbox_pred_<level>`` maps (two-stage: the RPN's), to be decoded by
+mmdet's ``head.predict_by_feat`` (see ``mmrepghost/deploy/onnx.py``). The file is then run in
+onnxruntime at two sizes and batch sizes and compared with PyTorch; the tool fails (exit 1) if
+any output differs by more than ``--atol`` times max(1, the largest output magnitude). OUT is written atomically, replaced only with
+``--force``, and never CHECKPOINT or CONFIG.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+from mmrepghost.deploy import CheckpointMismatchError, load_trained_model, reparameterize_model
+from mmrepghost.deploy.onnx import compare_with_onnxruntime, export_onnx, onnx_op_types
+from mmrepghost.utils import CheckpointError
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='mmdet or mmpretrain config')
+    parser.add_argument('checkpoint', help='train or deploy checkpoint of that config')
+    parser.add_argument('--out', required=True, help='output .onnx file')
+    parser.add_argument('--shape', nargs=2, type=int, default=[224, 224], metavar=('H', 'W'),
+                        help='export input size (multiples of 32)')
+    parser.add_argument('--atol', type=float, default=1e-4,
+                        help='largest accepted |onnxruntime - PyTorch| / max(1, |output|) '
+                        '(default 1e-4)')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (11-20)')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out')
+    args = parser.parse_args(argv)
+    if not args.out.endswith('.onnx'):
+        parser.error(f'--out must end with .onnx, got {args.out!r}')
+    if any(s < 32 or s % 32 for s in args.shape):
+        parser.error(f'--shape {args.shape}: H and W must be positive multiples of 32')
+    if not 11 <= args.opset <= 20:
+        parser.error(f'--opset must be in [11, 20], got {args.opset}')
+    for name in ('checkpoint', 'config'):
+        if osp.abspath(args.out) == osp.abspath(getattr(args, name)):
+            parser.error(f'--out {args.out!r} would overwrite {name.upper()}')
+    if osp.exists(args.out) and not args.force:
+        parser.error(f'--out {args.out} exists; pass --force to replace it')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        loaded = load_trained_model(args.config, args.checkpoint)
+    except (FileNotFoundError, CheckpointError, CheckpointMismatchError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    model = loaded.model
+    if not loaded.is_deploy:
+        diff = reparameterize_model(model, verify=True, logger='silent')
+        print(f're-parameterized {args.checkpoint}: max abs diff {diff:.3g}')
+    height, width = args.shape
+    names = export_onnx(model, args.out, (1, 3, height, width), args.opset, args.force)
+    ops = onnx_op_types(args.out)
+    checks = [torch.randn(1, 3, height, width), torch.randn(2, 3, height + 64, width - 32)]
+    diffs = compare_with_onnxruntime(model, args.out, checks)
+    print(f'exported {args.out}: outputs {names}; {sum(ops.values())} nodes '
+          f'({", ".join(f"{op} {n}" for op, n in ops.most_common())})')
+    worst = 0.0
+    for x, (diff, scale) in zip(checks, diffs):
+        print(f'onnxruntime vs PyTorch on {tuple(x.shape)}: max abs diff {diff:.3g} '
+              f'(outputs up to {scale:.3g})')
+        worst = max(worst, diff / max(1.0, scale))
+    if worst > args.atol:
+        print(f'error: onnxruntime differs from PyTorch by {worst:.3g} of the output scale > '
+              f'--atol {args.atol}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

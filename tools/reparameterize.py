@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Fuse a trained RepGhostNet classifier or detector into its deploy structure.
+
+    python tools/reparameterize.py CONFIG CHECKPOINT OUT.pth [--force]
+
+Loads CHECKPOINT into the model of CONFIG, re-parameterizes every fusable module, checks the
+outputs before/after on a random batch (prints the max abs diff), and writes OUT.pth (the
+deploy weights, with the checkpoint's meta) and OUT.py (CONFIG with
+``model.backbone.deploy=True``), both atomically. ``mim test`` with OUT.py and OUT.pth gives
+the metrics of CONFIG and CHECKPOINT. CHECKPOINT and CONFIG are never overwritten; existing
+outputs are replaced only with ``--force``; an already deployed checkpoint is reported and
+nothing is written.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmrepghost.deploy import CheckpointMismatchError, load_trained_model, reparameterize_model
+from mmrepghost.utils import CheckpointError, save_checkpoint_atomic
+from mmrepghost.utils.deploy_config import write_deploy_config
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='the training config (mmdet or mmpretrain)')
+    parser.add_argument('checkpoint', help='a checkpoint of that config (train structure)')
+    parser.add_argument('out', help='output deploy checkpoint (.pth); OUT.py is written too')
+    parser.add_argument('--force', action='store_true', help='replace existing outputs')
+    parser.add_argument('--input-size', nargs=2, type=int, default=[224, 224],
+                        metavar=('H', 'W'), help='random input of the equivalence check')
+    args = parser.parse_args(argv)
+    if not args.out.endswith('.pth'):
+        parser.error(f'OUT must end with .pth, got {args.out!r}')
+    if min(args.input_size) < 32:
+        parser.error(f'--input-size {args.input_size} is too small: H and W must be >= 32')
+    for path in (args.out, osp.splitext(args.out)[0] + '.py'):
+        for name in ('checkpoint', 'config'):
+            source = getattr(args, name)
+            if osp.abspath(path) == osp.abspath(source) or (
+                    osp.exists(path) and osp.exists(source) and osp.samefile(path, source)):
+                parser.error(f'output {path!r} would overwrite {name.upper()}; choose another '
+                             'OUT')
+        if osp.exists(path) and not args.force:
+            parser.error(f'{path} exists; pass --force to replace it')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out_config = osp.splitext(args.out)[0] + '.py'
+    try:
+        loaded = load_trained_model(args.config, args.checkpoint)
+    except (FileNotFoundError, CheckpointError, CheckpointMismatchError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    if loaded.is_deploy:
+        print(f'{args.checkpoint} is already a deploy checkpoint (re-parameterized); nothing to '
+              'do, nothing written.')
+        return 0
+    diff = reparameterize_model(loaded.model, verify=True, input_size=tuple(args.input_size))
+    meta = dict(loaded.meta, deploy=True, source_checkpoint=osp.abspath(args.checkpoint))
+    save_checkpoint_atomic(dict(meta=meta, state_dict=loaded.model.state_dict()), args.out,
+                           overwrite=args.force)
+    write_deploy_config(loaded.cfg, out_config, overwrite=args.force)
+    print(f'deployed {args.checkpoint} -> {args.out} + {out_config}: max abs diff {diff:.3g} '
+          f'(eval mode, random {args.input_size[0]}x{args.input_size[1]} batch)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
