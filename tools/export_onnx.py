@@ -13,14 +13,17 @@ any output differs by more than ``--atol`` times max(1, the largest output magni
 ``--force``, and never CHECKPOINT or CONFIG.
 """
 import argparse
+import copy
 import os.path as osp
 import sys
 
 import torch
 
 from mmrepghost.deploy import CheckpointMismatchError, load_trained_model, reparameterize_model
-from mmrepghost.deploy.onnx import compare_with_onnxruntime, export_onnx, onnx_op_types
+from mmrepghost.deploy.onnx import (RawOutputs, compare_with_onnxruntime, export_onnx,
+                                    onnx_op_types)
 from mmrepghost.utils import CheckpointError
+from mmrepghost.utils.timing import measure_latency
 
 
 def parse_args(argv=None):
@@ -34,6 +37,9 @@ def parse_args(argv=None):
                         help='largest accepted |onnxruntime - PyTorch| / max(1, |output|) '
                         '(default 1e-4)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (11-20)')
+    parser.add_argument('--latency', type=int, default=0, metavar='RUNS',
+                        help='also time batch-1 inference RUNS times (median): train structure '
+                        'and deployed in PyTorch, deployed in onnxruntime (default: off)')
     parser.add_argument('--force', action='store_true', help='replace an existing --out')
     args = parser.parse_args(argv)
     if not args.out.endswith('.onnx'):
@@ -58,6 +64,7 @@ def main(argv=None) -> int:
         print(f'error: {error}', file=sys.stderr)
         return 2
     model = loaded.model
+    train_model = None if loaded.is_deploy else copy.deepcopy(model)
     if not loaded.is_deploy:
         diff = reparameterize_model(model, verify=True, logger='silent')
         print(f're-parameterized {args.checkpoint}: max abs diff {diff:.3g}')
@@ -77,7 +84,27 @@ def main(argv=None) -> int:
         print(f'error: onnxruntime differs from PyTorch by {worst:.3g} of the output scale > '
               f'--atol {args.atol}', file=sys.stderr)
         return 1
+    if args.latency:
+        print_latency(train_model, model, args.out, checks[0], args.latency)
     return 0
+
+
+def print_latency(train_model, deployed, onnx_file, x, runs):
+    """One line: median ms of the train structure, the deployed net, and onnxruntime."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    feed = {'images': x.numpy()}
+    timed = [('deployed (onnxruntime)', lambda: session.run(None, feed))]
+    for name, net in (('train structure (PyTorch)', train_model),
+                      ('deployed (PyTorch)', deployed)):
+        if net is not None:
+            wrapper = RawOutputs(net).eval()
+            timed.insert(len(timed) - 1, (name, lambda w=wrapper: w(x)))
+    with torch.no_grad():
+        results = [(name, measure_latency(fn, runs)) for name, fn in timed]
+    print(f'latency, batch 1, {x.shape[2]}x{x.shape[3]}, {torch.get_num_threads()} threads, '
+          f'median of {runs}: ' + ', '.join(f'{name} {lat.median_ms:.1f} ms'
+                                             for name, lat in results))
 
 
 if __name__ == '__main__':

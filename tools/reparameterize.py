@@ -15,7 +15,8 @@ import argparse
 import os.path as osp
 import sys
 
-from mmrepghost.deploy import CheckpointMismatchError, load_trained_model, reparameterize_model
+from mmrepghost.deploy import (CheckpointMismatchError, find_reparameterizable,
+                               load_trained_model, reparameterize_model)
 from mmrepghost.utils import CheckpointError, save_checkpoint_atomic
 from mmrepghost.utils.deploy_config import write_deploy_config
 
@@ -57,6 +58,10 @@ def main(argv=None) -> int:
         print(f'{args.checkpoint} is already a deploy checkpoint (re-parameterized); nothing to '
               'do, nothing written.')
         return 0
+    if not find_reparameterizable(loaded.model):
+        print(f'error: the model of {args.config} has no re-parameterizable module (e.g. a '
+              'RepGhostNet backbone); nothing to deploy, nothing written.', file=sys.stderr)
+        return 2
     diff = reparameterize_model(loaded.model, verify=True, input_size=tuple(args.input_size))
     meta = dict(loaded.meta, deploy=True, source_checkpoint=osp.abspath(args.checkpoint))
     save_checkpoint_atomic(dict(meta=meta, state_dict=loaded.model.state_dict()), args.out,

@@ -1,24 +1,49 @@
 #!/usr/bin/env bash
-# The README's main job on the bundled default data: generate the tiny COCO set (if absent),
-# train RetinaNet-RepGhostNet 1.0x on it with `mim train mmdet`, then `mim test mmdet` the
-# final checkpoint, which prints pycocotools' COCO bbox mAP table, and draws the predictions on
-# four val images into $WORK_DIR/predictions.png. CONFIG and WORK_DIR may be overridden (e.g.
-# CONFIG=configs/retinanet/mobilenetv2_1_0x_tiny-coco.py for the MobileNetV2 baseline).
+# The README's main job on the bundled default data:
+#  1. generate the tiny COCO set (if absent);
+#  2. `mim train mmdet` RetinaNet-RepGhostNet 1.0x on it (RepGhostDeployHook also saves the
+#     deployed network beside the last checkpoint);
+#  3. `mim test mmdet` the training structure (hook off) for its COCO bbox mAP;
+#  4. tools/reparameterize.py -> deploy checkpoint + config; `mim test mmdet` them: same mAP;
+#  5. tools/export_onnx.py -> ONNX, checked in onnxruntime, latency train vs deployed;
+#  6. draw predictions on four val images into $WORK_DIR/predictions.png;
+#  7. print both mAPs and end with the deployed network's COCO bbox mAP table.
+# CONFIG and WORK_DIR may be overridden; DEPLOY=0 skips 4-5 (e.g. for the MobileNetV2 baseline,
+# CONFIG=configs/retinanet/mobilenetv2_1_0x_tiny-coco.py DEPLOY=0).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export PATH="$ROOT/.venv/bin:$PATH"  # mim runs mmdet's train.py with this python
 CONFIG=${CONFIG:-configs/retinanet/repghost_1_0x_tiny-coco.py}
 WORK_DIR=${WORK_DIR:-work_dirs/demo_retinanet_tiny}
+DEPLOY=${DEPLOY:-1}
 
 python tools/make_tiny_coco.py --out data/tiny_coco
 start=$(date +%s)
 mim train mmdet "$CONFIG" --work-dir "$WORK_DIR"
 echo "[demo] training took $(( $(date +%s) - start ))s"
 CHECKPOINT=$(cat "$WORK_DIR/last_checkpoint")
-mim test mmdet "$CONFIG" --checkpoint "$CHECKPOINT" --work-dir "$WORK_DIR/test" \
-  2>&1 | tee "$WORK_DIR/test.log"
+mim test mmdet "$CONFIG" --checkpoint "$CHECKPOINT" --work-dir "$WORK_DIR/test_train" \
+  --cfg-options 'custom_hooks=[]' 2>&1 | tee "$WORK_DIR/test_train.log"
+TABLE_LOG="$WORK_DIR/test_train.log"
+if [ "$DEPLOY" = 1 ]; then
+  python tools/reparameterize.py "$CONFIG" "$CHECKPOINT" "$WORK_DIR/deploy/model_deploy.pth" \
+    --input-size 320 320 --force
+  mim test mmdet "$WORK_DIR/deploy/model_deploy.py" --checkpoint \
+    "$WORK_DIR/deploy/model_deploy.pth" --work-dir "$WORK_DIR/test_deploy" \
+    2>&1 | tee "$WORK_DIR/test_deploy.log"
+  TABLE_LOG="$WORK_DIR/test_deploy.log"
+  python tools/export_onnx.py "$CONFIG" "$CHECKPOINT" --out "$WORK_DIR/deploy/model.onnx" \
+    --shape 320 320 --latency 30 --force 2>&1 | grep -v Warning | tee "$WORK_DIR/export.log"
+fi
 python tools/show_predictions.py "$CONFIG" "$CHECKPOINT" --images data/tiny_coco/val2017 \
   --num 4 --out "$WORK_DIR/predictions.png" --force
+echo "[demo] bbox mAP, training structure: $(grep -o 'coco/bbox_mAP: [0-9.]*' \
+  "$WORK_DIR/test_train.log" | tail -n 1)"
+if [ "$DEPLOY" = 1 ]; then
+  echo "[demo] bbox mAP, deployed (re-parameterized): $(grep -o 'coco/bbox_mAP: [0-9.]*' \
+    "$WORK_DIR/test_deploy.log" | tail -n 1)"
+  grep -E '^latency' "$WORK_DIR/export.log" | sed 's/^/[demo] /'
+fi
 echo "[demo] COCO bbox mAP of $CHECKPOINT on data/tiny_coco val:"
-grep -E 'Average Precision|bbox_mAP' "$WORK_DIR/test.log" | tail -n 13
+grep -E 'Average Precision|bbox_mAP_copypaste' "$TABLE_LOG" | tail -n 13

@@ -11,3 +11,4 @@ model = dict(
         act_cfg=dict(type='ReLU6'),
         norm_cfg=dict(type='BN', requires_grad=True)),
     neck=dict(in_channels=[32, 96, 320]))
+custom_hooks = []  # nothing to re-parameterize in MobileNetV2

@@ -7,6 +7,9 @@ _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
 # mmengine's Runner, plus multi-process training on CPU-only machines (gloo)
 runner_type = 'CPUCompatibleRunner'
+# test the deployed (re-parameterized) network; after training, also save it beside the
+# last checkpoint (*_deploy.pth + *_deploy.py). `--cfg-options custom_hooks=[]` turns it off.
+custom_hooks = [dict(type='RepGhostDeployHook', test=True, save_deploy=True)]
 
 arch = '1.3x'
 pretrained = 'checkpoints/repghostnet_1.3x_in1k.pth'

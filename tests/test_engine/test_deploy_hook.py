@@ -31,6 +31,7 @@ def tiny_cfg(data_root, work_dir, epochs=1):
     cfg.randomness = dict(seed=0, deterministic=True)
     cfg.work_dir = str(work_dir)
     cfg.launcher = 'none'
+    cfg.custom_hooks = []  # the shipped configs list the hook: each test sets its own
     return cfg
 
 
@@ -47,6 +48,11 @@ class RecordValModel(Hook):
 
     def before_val_iter(self, runner, batch_idx, data_batch=None):
         self.val_backbone_deploy.append(unwrap(runner).backbone.deploy)
+
+
+def test_shipped_configs_test_the_deployed_network_and_save_it():
+    assert Config.fromfile(CONFIG).custom_hooks == [
+        dict(type='RepGhostDeployHook', test=True, save_deploy=True)]
 
 
 def test_hook_validates_with_arguments():

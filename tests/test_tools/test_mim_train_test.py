@@ -9,6 +9,7 @@ import pytest
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
+from mmrepghost.deploy import load_trained_model
 from mmrepghost.utils import load_checkpoint_file
 from tests.conftest import REPO_ROOT, load_tool
 
@@ -63,6 +64,21 @@ def test_mask_rcnn_mim_train_then_test_prints_bbox_and_segm_map(tmp_path, tiny_c
     assert 'Evaluating bbox' in log and 'Evaluating segm' in log
     segm_map = float(re.findall(r'coco/segm_mAP: ([0-9.]+)', log)[-1])
     assert segm_map > 0
+    # the shipped configs test the deployed network (RepGhostDeployHook) ...
+    assert 'test model deployed (backbone), no re-parameterization branches left' in log
+    # ... whose COCO mAPs equal the training structure's (hook off)
+    train_log = mim('test', 'mmdet', config, '--checkpoint', checkpoint, '--work-dir',
+                    str(tmp_path / 'test_train'), '--cfg-options', *options,
+                    'custom_hooks=[]', cwd=str(tmp_path))
+    assert 'RepGhostDeployHook' not in train_log
+    for metric in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'segm_mAP_50'):
+        deployed = float(re.findall(rf'coco/{metric}: ([0-9.]+)', log)[-1])
+        trained = float(re.findall(rf'coco/{metric}: ([0-9.]+)', train_log)[-1])
+        assert abs(deployed - trained) <= 1e-3, (metric, deployed, trained)
+    # and training left the deployed network beside the last checkpoint
+    deploy_checkpoint = str(tmp_path / 'work' / f'epoch_{epochs}_deploy.pth')
+    assert load_trained_model(str(tmp_path / 'work' / f'epoch_{epochs}_deploy.py'),
+                              deploy_checkpoint).is_deploy
 
 
 # no dataloader worker processes: two training processes already fill the two cores

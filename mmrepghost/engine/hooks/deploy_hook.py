@@ -63,15 +63,21 @@ class RepGhostDeployHook(Hook):
         self.verify = verify
         self._training_model = None
 
-    def _deploy(self, model, runner, what: str) -> None:
+    def _deploy(self, model, runner, what: str) -> bool:
+        """Fuse ``model`` in place; False (and a warning) when nothing is fusable."""
         modules = [name or type(m).__name__ for name, m in find_reparameterizable(model)]
         if not modules:
             runner.logger.warning(f'RepGhostDeployHook: nothing to re-parameterize in the '
                                   f'{what} model')
-            return
+            return False
         diff = reparameterize_model(model, verify=self.verify, logger=runner.logger)
+        left = [name for name, module in find_reparameterizable(model)
+                if not getattr(module, 'deploy', True)]
+        if left:
+            raise RuntimeError(f'RepGhostDeployHook: {left} still have training branches')
         runner.logger.info(f'RepGhostDeployHook: {what} model deployed ({", ".join(modules)}), '
-                           f'max abs diff {diff:.3g}')
+                           f'no re-parameterization branches left, max abs diff {diff:.3g}')
+        return True
 
     def before_test_epoch(self, runner) -> None:
         if self.test:
@@ -100,7 +106,8 @@ class RepGhostDeployHook(Hook):
         else:
             stem = osp.join(runner.work_dir, f'epoch_{runner.epoch}')
         deployed = copy.deepcopy(_unwrap(runner.model))
-        self._deploy(deployed, runner, 'final')
+        if not self._deploy(deployed, runner, 'final'):
+            return
         checkpoint = dict(meta=dict(deploy=True, epoch=runner.epoch, iter=runner.iter,
                                     dataset_meta=getattr(deployed, 'dataset_meta', None)),
                           state_dict=deployed.state_dict())
