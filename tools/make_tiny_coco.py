@@ -16,12 +16,12 @@ import json
 import math
 import os
 import os.path as osp
-import shutil
 import sys
-import tempfile
 
 import cv2
 import numpy as np
+
+from mmrepghost.utils.synthetic import publish_directory, shape_polygon, textured_background
 
 # the shapes and the COCO category (id, name) each one is labelled with
 SHAPES = {'disc': (37, 'sports ball'), 'triangle': (38, 'kite'), 'rectangle': (84, 'book')}
@@ -44,19 +44,6 @@ def coco_categories() -> list:
     return categories
 
 
-def shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
-    """Vertices (N, 2) of a shape of radius ``r`` centred at (cx, cy)."""
-    if kind == 'disc':
-        angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
-        return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1)
-    if kind == 'triangle':
-        angles = angle + np.array([0, 2 * math.pi / 3, 4 * math.pi / 3])
-        return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1)
-    half_w, half_h = r, r * 0.6  # a landscape rectangle, axis aligned
-    return np.array([[cx - half_w, cy - half_h], [cx + half_w, cy - half_h],
-                     [cx + half_w, cy + half_h], [cx - half_w, cy + half_h]])
-
-
 def polygon_area(points: np.ndarray) -> float:
     x, y = points[:, 0], points[:, 1]
     return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
@@ -65,10 +52,7 @@ def polygon_area(points: np.ndarray) -> float:
 def make_image(rng: np.random.Generator, image_id: int, file_name: str):
     """One image (H, W, 3 uint8) and its COCO annotations (ids filled in later)."""
     height, width = int(rng.integers(200, 330)), int(rng.integers(200, 330))
-    # textured background: a colour gradient plus noise, darker than the shapes' colours
-    base = rng.uniform(20, 90, size=3)
-    ramp = np.linspace(0, rng.uniform(10, 50), width)[None, :, None]
-    image = base[None, None, :] + ramp + rng.normal(0, 6, size=(height, width, 3))
+    image = textured_background(rng, height, width)  # darker than the shapes' colours
     annotations, boxes = [], []
     for _ in range(int(rng.integers(1, 5))):
         for _attempt in range(20):  # place without overlapping earlier shapes
@@ -138,27 +122,17 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = osp.abspath(args.out)
-    if osp.exists(out) and not args.force:
-        print(f'{out} exists; keeping it (pass --force to regenerate)')
-        return 0
-    parent = osp.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(out)}.', dir=parent)
-    try:
-        os.makedirs(osp.join(tmp, 'annotations'))
+
+    def build(root):
+        os.makedirs(osp.join(root, 'annotations'))
         categories = coco_categories()
         rng = np.random.default_rng(args.seed)
-        write_split(tmp, 'train', args.train, rng, 1, categories)
-        write_split(tmp, 'val', args.val, rng, args.train + 1, categories)
-        old = None
-        if osp.exists(out):  # swap by renames: never a half-written set in place
-            old = tempfile.mkdtemp(prefix=f'.{osp.basename(out)}.old.', dir=parent)
-            os.replace(out, osp.join(old, 'set'))
-        os.replace(tmp, out)
-        if old:
-            shutil.rmtree(old)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_split(root, 'train', args.train, rng, 1, categories)
+        write_split(root, 'val', args.val, rng, args.train + 1, categories)
+
+    if not publish_directory(out, build, args.force):
+        print(f'{out} exists; keeping it (pass --force to regenerate)')
+        return 0
     print(f'wrote {args.train} train + {args.val} val images to {out}')
     return 0
 

@@ -23,5 +23,7 @@ def repghostnet_classifier_cfg(arch: str = '1.0x', num_classes: int = 1000,
             mid_channels=[1280],
             dropout_rate=dropout_rate,
             act_cfg=dict(type='ReLU'),
-            loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+            # timm's default label smoothing, kept by every official training run
+            loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original',
+                      loss_weight=1.0),
             topk=(1, 5)))

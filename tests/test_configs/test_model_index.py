@@ -8,6 +8,10 @@ from mmengine.config import Config
 
 from tests.conftest import REPO_ROOT, load_tool
 
+PAPER_TABLE_3 = {  # ImageNet top-1 (EMA weights)
+    '0.5x': 66.9, '0.58x': 68.9, '0.8x': 72.2, '1.0x': 74.2, '1.11x': 75.1, '1.3x': 76.4,
+    '1.5x': 77.5, '2.0x': 78.8,
+}
 PAPER_TABLE_4 = {  # bbox mAP, mask mAP on COCO val
     'configs/retinanet/repghost_1_3x.py': {'box AP': 33.5},
     'configs/retinanet/repghost_1_5x.py': {'box AP': 34.4},
@@ -34,8 +38,7 @@ MODELS, COLLECTIONS = load_models()
 
 def test_every_config_is_listed_once_with_the_openmmlab_fields():
     shipped = sorted(osp.relpath(p, REPO_ROOT) for p in glob.glob(
-        osp.join(REPO_ROOT, 'configs', '*', '*.py')) if '/_base_/' not in p
-        and '/cls/' not in p)  # classification configs: see configs/cls (issue 6)
+        osp.join(REPO_ROOT, 'configs', '*', '*.py')) if '/_base_/' not in p)
     listed = sorted(model['Config'] for model in MODELS)
     assert listed == shipped
     names = [model['Name'] for model in MODELS]
@@ -46,6 +49,15 @@ def test_every_config_is_listed_once_with_the_openmmlab_fields():
     for collection in COLLECTIONS.values():
         assert collection['Paper']['URL'] == 'https://arxiv.org/abs/2211.06088'
         assert 'RepGhostNet' in collection['Metadata']['Architecture']
+
+
+def test_classifier_results_are_table_3():
+    for width, top1 in PAPER_TABLE_3.items():
+        [model] = [m for m in MODELS
+                   if m['Config'] == f'configs/cls/repghostnet_{width}_8xb128_in1k.py']
+        [result] = model['Results']
+        assert result['Dataset'] == 'ImageNet-1k'
+        assert result['Metrics'] == {'Top 1 Accuracy': top1}
 
 
 def test_paper_results_are_table_4():
@@ -60,9 +72,11 @@ def test_paper_results_are_table_4():
 
 
 def scale_of(cfg):
-    """(H, W) of the config's test-time Resize scale (mmdet gives it as (W, H))."""
-    resize = next(t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'Resize')
-    return resize['scale'][1], resize['scale'][0]
+    """(H, W) the config tests at: its CenterCrop (mmpretrain) or Resize scale (mmdet, W, H)."""
+    pipeline = {t['type']: t for t in cfg.test_dataloader.dataset.pipeline}
+    if 'CenterCrop' in pipeline:
+        return (pipeline['CenterCrop']['crop_size'], ) * 2
+    return pipeline['Resize']['scale'][1], pipeline['Resize']['scale'][0]
 
 
 @pytest.mark.parametrize('model', MODELS, ids=[m['Name'] for m in MODELS])

@@ -4,8 +4,9 @@ RepGhost's training-time branches exist only to be fused away (Sec. 3.2 of the p
 the network worth measuring is the deployed one. The hook is a thin caller of
 :func:`mmrepghost.deploy.reparameterize_model`:
 
-* ``before_test_epoch`` (after the checkpoint is loaded) fuses the runner's model in place and
-  logs each fused module with its verified max abs difference;
+* ``before_test_epoch`` (after the checkpoint is loaded, and after EMAHook's swap) replaces the
+  runner's model by a fused copy and logs each fused module with its verified max abs
+  difference;
 * ``val=True``: every validation runs on a fused *copy* of the model (after EMAHook's swap,
   so it is the EMA weights when EMA is on); the model being trained, its optimizer state and
   the training loss are untouched;
@@ -19,7 +20,7 @@ import copy
 import os.path as osp
 from typing import Optional
 
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
 from ...deploy import find_reparameterizable, reparameterize_model
@@ -79,17 +80,22 @@ class RepGhostDeployHook(Hook):
                            f'no re-parameterization branches left, max abs diff {diff:.3g}')
         return True
 
+    def _deployed_copy(self, runner, what: str):
+        deployed = copy.deepcopy(_unwrap(runner.model))
+        self._deploy(deployed, runner, what)
+        return deployed
+
     def before_test_epoch(self, runner) -> None:
+        # A fused copy replaces the runner's model (and stays after the test): EMAHook swaps
+        # its averaged weights in before this hook and back after the test, parameter by
+        # parameter, which the fused structure would not survive.
         if self.test:
-            self._deploy(_unwrap(runner.model), runner, 'test')
+            runner.model = self._deployed_copy(runner, 'test')
 
     def before_val_epoch(self, runner) -> None:
-        if not self.val:
-            return
-        self._training_model = runner.model
-        deployed = copy.deepcopy(_unwrap(runner.model))
-        self._deploy(deployed, runner, 'validation')
-        runner.model = deployed
+        if self.val:
+            self._training_model = runner.model
+            runner.model = self._deployed_copy(runner, 'validation')
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         if self._training_model is not None:
@@ -105,7 +111,10 @@ class RepGhostDeployHook(Hook):
                 stem = osp.splitext(f.read().strip())[0]
         else:
             stem = osp.join(runner.work_dir, f'epoch_{runner.epoch}')
-        deployed = copy.deepcopy(_unwrap(runner.model))
+        # the weights the last checkpoint holds: EMAHook's average when EMA is on
+        source = next((hook.ema_model.module for hook in runner.hooks
+                       if isinstance(hook, EMAHook)), _unwrap(runner.model))
+        deployed = copy.deepcopy(source)  # the training model stays as is
         if not self._deploy(deployed, runner, 'final'):
             return
         checkpoint = dict(meta=dict(deploy=True, epoch=runner.epoch, iter=runner.iter,

@@ -11,6 +11,7 @@ from ...registry import register_model
 from ..layers import ConvNormAct, RepGhostBottleneck
 from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_in_range,
                      check_layer_cfg, fuse_conv_bn_, make_divisible)
+from ..utils.pretrained import load_pretrained_
 
 #: The eight widths of the paper (Table 3) and their aliases.
 ARCH_WIDTHS = {
@@ -183,18 +184,30 @@ class RepGhostNet(BaseModule):
         return tuple(sorted(resolved))
 
     def init_weights(self) -> None:
-        """Initialize; a missing local ``Pretrained`` checkpoint gets a how-to, not a traceback."""
+        """Initialize; ``Pretrained`` weights go through :func:`load_pretrained_`.
+
+        Every tensor must come from the file (mmengine's own ``Pretrained`` would start from
+        random weights with a warning when the prefix is wrong); a missing local file gets a
+        how-to, not a traceback. URLs are left to mmengine.
+        """
         init_cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
-        for cfg in init_cfgs:
-            checkpoint = cfg.get('checkpoint') if isinstance(cfg, dict) else None
-            if (cfg and cfg.get('type') == 'Pretrained' and isinstance(checkpoint, str)
-                    and '://' not in checkpoint and not osp.isfile(checkpoint)):
+        local = [cfg for cfg in init_cfgs if isinstance(cfg, dict)
+                 and cfg.get('type') == 'Pretrained' and '://' not in str(cfg.get('checkpoint'))]
+        for cfg in local:
+            if not osp.isfile(str(cfg['checkpoint'])):
                 raise FileNotFoundError(
-                    f'RepGhostNet pretrained checkpoint {checkpoint!r} does not exist. Convert '
-                    'the official ImageNet weights with `python tools/convert_weights.py '
-                    f'<official .pth.tar> {checkpoint} --from official` (or timm weights with '
-                    '--from timm), or train from scratch with `--cfg-options '
+                    f'RepGhostNet pretrained checkpoint {cfg["checkpoint"]!r} does not exist. '
+                    'Convert the official ImageNet weights with `python tools/convert_weights.py '
+                    f'<official .pth.tar> {cfg["checkpoint"]} --from official` (or timm weights '
+                    'with --from timm), or train from scratch with `--cfg-options '
                     'model.backbone.init_cfg=None`.')
+        if local:
+            self.init_cfg = [cfg for cfg in init_cfgs if cfg not in local] or None
+            super().init_weights()
+            for cfg in local:
+                load_pretrained_(self, cfg['checkpoint'], cfg.get('prefix') or '')
+            self.init_cfg = init_cfgs if len(init_cfgs) > 1 else init_cfgs[0]
+            return
         super().init_weights()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
