@@ -11,7 +11,6 @@ COCO configs run on it unchanged but for ``data_root``. Image sides vary and are
 multiples of 32; a few images are grayscale. The output is deterministic for a seed, written
 to a temporary folder and renamed into place; an existing set is kept unless ``--force``.
 """
-import argparse
 import json
 import math
 import os
@@ -21,7 +20,8 @@ import sys
 import cv2
 import numpy as np
 
-from mmrepghost.utils.synthetic import publish_directory, shape_polygon, textured_background
+from mmrepghost.utils.synthetic import (parse_dataset_args, publish_directory, shape_polygon,
+                                        textured_background)
 
 # the shapes and the COCO category (id, name) each one is labelled with
 SHAPES = {'disc': (37, 'sports ball'), 'triangle': (38, 'kite'), 'rectangle': (84, 'book')}
@@ -106,17 +106,7 @@ def write_split(root: str, split: str, count: int, rng: np.random.Generator,
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', default='data/tiny_coco', help='output folder')
-    parser.add_argument('--train', type=int, default=240, help='training images (>= 1)')
-    parser.add_argument('--val', type=int, default=60, help='validation images (>= 1)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--force', action='store_true', help='replace an existing set')
-    args = parser.parse_args(argv)
-    for name in ('train', 'val'):
-        if not 1 <= getattr(args, name) <= 100000:
-            parser.error(f'--{name} {getattr(args, name)} is out of range: use 1..100000')
-    return args
+    return parse_dataset_args(__doc__.split('\n\n')[0], argv, 'data/tiny_coco', 240, 60)
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,6 @@ and the textured background vary. Layout, as mmpretrain's ``ImageNet(split=...)`
 ``--train``/``--val`` are images per class. Deterministic for a seed; written to a temporary
 folder and renamed into place; an existing set is kept unless ``--force``.
 """
-import argparse
 import math
 import os
 import os.path as osp
@@ -23,7 +22,8 @@ import sys
 import cv2
 import numpy as np
 
-from mmrepghost.utils.synthetic import publish_directory, shape_polygon, textured_background
+from mmrepghost.utils.synthetic import (parse_dataset_args, publish_directory, shape_polygon,
+                                        textured_background)
 
 SHAPES = ('disc', 'triangle', 'rectangle', 'ring')
 HUES = {'warm': (0, 30), 'cool': (95, 130)}  # OpenCV hue ranges (0-180): red-orange, blue
@@ -82,17 +82,8 @@ def build(root: str, per_class_train: int, per_class_val: int, seed: int) -> Non
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', default='data/tiny_imagenet', help='output folder')
-    parser.add_argument('--train', type=int, default=80, help='training images per class')
-    parser.add_argument('--val', type=int, default=25, help='validation images per class')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--force', action='store_true', help='replace an existing set')
-    args = parser.parse_args(argv)
-    for name in ('train', 'val'):
-        if not 1 <= getattr(args, name) <= 10000:
-            parser.error(f'--{name} {getattr(args, name)} is out of range: use 1..10000')
-    return args
+    return parse_dataset_args(__doc__.split('\n\n')[0], argv, 'data/tiny_imagenet', 80, 25,
+                              unit='images per class', most=10000)
 
 
 def main(argv=None) -> int:

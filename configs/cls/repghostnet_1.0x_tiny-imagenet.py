@@ -11,16 +11,13 @@ classes = ('warm_disc', 'cool_disc', 'warm_triangle', 'cool_triangle', 'warm_rec
 model = dict(head=dict(num_classes=len(classes), topk=(1, )))
 data_preprocessor = dict(num_classes=len(classes))
 
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.35, 1.0),
          backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4),
-    dict(type='RandomErasing', erase_prob=0.2, mode='rand', min_area_ratio=0.02,
-         max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
+    {{_base_.flip}},
+    {{_base_.colour_jitter}},
+    {{_base_.random_erasing}},
     dict(type='PackInputs'),
 ]
 test_pipeline = [

@@ -3,6 +3,7 @@
 Shapes on textured backgrounds, drawn with OpenCV from a seeded numpy generator, and an
 atomic publication of a whole dataset folder.
 """
+import argparse
 import math
 import os
 import os.path as osp
@@ -59,3 +60,19 @@ def publish_directory(out: str, build: Callable[[str], None], force: bool = Fals
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return True
+
+
+def parse_dataset_args(description: str, argv, out: str, train: int, val: int,
+                       unit: str = 'images', most: int = 100000) -> argparse.Namespace:
+    """The generators' shared command line: --out --train --val --seed --force, validated."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--out', default=out, help='output folder')
+    parser.add_argument('--train', type=int, default=train, help=f'training {unit}')
+    parser.add_argument('--val', type=int, default=val, help=f'validation {unit}')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--force', action='store_true', help='replace an existing set')
+    args = parser.parse_args(argv)
+    for name in ('train', 'val'):
+        if not 1 <= getattr(args, name) <= most:
+            parser.error(f'--{name} {getattr(args, name)} is out of range: use 1..{most}')
+    return args

@@ -13,14 +13,18 @@ data_preprocessor = dict(
 bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
+# pieces the other cls configs reuse as {{_base_.flip}} etc.
+flip = dict(type='RandomFlip', prob=0.5, direction='horizontal')
+colour_jitter = dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4)
+random_erasing = dict(type='RandomErasing', erase_prob=0.2, mode='rand', min_area_ratio=0.02,
+                      max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
          aspect_ratio_range=(3. / 4., 4. / 3.), backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4),
-    dict(type='RandomErasing', erase_prob=0.2, mode='rand', min_area_ratio=0.02,
-         max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
+    flip,
+    colour_jitter,
+    random_erasing,
     dict(type='PackInputs'),
 ]
 test_pipeline = [
