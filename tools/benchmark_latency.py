@@ -1,0 +1,265 @@
+#!/usr/bin/env python
+"""CPU latency of RepGhostNet (train structure vs deployed) and its peers, side by side.
+
+    python tools/benchmark_latency.py [--out-dir work_dirs/benchmark] [--runs 30] [--quick]
+
+Everything is measured in one run on this machine, so the ratios are the result; absolute
+milliseconds depend on the CPU. Each case: median (min, max) of ``--runs`` timed calls after
+warm-up, at 224x224, for 1 and all threads, batch 1 and 8, in PyTorch eager and onnxruntime:
+
+* ``models``: RepGhostNet at every width, train structure and deployed; timm's GhostNet
+  1.0x/1.3x, MobileNetV3-Large 0.75x/1.0x, MobileNetV2 1.0x and timm's own RepGhostNet 1.0x after
+  ``timm.utils.reparameterize_model`` (the reference implementation), all without weights.
+* ``table1``: the paper's Table 1 -- the 32 concatenations of GhostNet 1.0x's Ghost modules
+  against additions of the same tensors, batch 1/2/8/32 (PyTorch eager).
+* ``detectors``: RetinaNet-RepGhostNet 1.3x deployed vs RetinaNet-MobileNetV2 (mmdet's) up to
+  the head outputs, at 320x320 and 800x1333, batch 1.
+
+Writes ``results.md`` (the tables), ``results.csv`` and ``latency_vs_accuracy.png`` (the paper's
+Fig. 1 style: ImageNet top-1 from the paper and timm's model cards against the latency
+measured here) into ``--out-dir``. ``--quick`` runs one small case of each kind (for CI).
+"""
+import argparse
+import copy
+import csv
+import os
+import os.path as osp
+import sys
+import tempfile
+
+import torch
+
+from mmrepghost.deploy import reparameterize_model
+from mmrepghost.deploy.onnx import RawOutputs, export_onnx
+from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
+from mmrepghost.utils import atomic_write
+from mmrepghost.utils.timing import measure_latency
+
+#: ImageNet top-1 (%): RepGhostNet from the paper's Table 3, the peers from timm's model cards
+TOP1 = {
+    'RepGhostNet 0.5x': 66.9, 'RepGhostNet 0.58x': 68.9, 'RepGhostNet 0.8x': 72.2,
+    'RepGhostNet 1.0x': 74.2, 'RepGhostNet 1.11x': 75.1, 'RepGhostNet 1.3x': 76.4,
+    'RepGhostNet 1.5x': 77.5, 'RepGhostNet 2.0x': 78.8,
+    'GhostNet 1.0x': 73.9, 'GhostNet 1.3x': 75.7, 'MobileNetV3-L 0.75x': 73.3,
+    'MobileNetV3-L 1.0x': 75.8, 'MobileNetV2 1.0x': 72.9, 'timm RepGhostNet 1.0x': 74.2,
+}
+PEERS = {
+    'GhostNet 1.0x': 'ghostnet_100', 'GhostNet 1.3x': 'ghostnet_130',
+    'MobileNetV3-L 0.75x': 'mobilenetv3_large_075', 'MobileNetV3-L 1.0x': 'mobilenetv3_large_100',
+    'MobileNetV2 1.0x': 'mobilenetv2_100', 'timm RepGhostNet 1.0x': 'repghostnet_100',
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--runs', type=int, default=30, help='timed runs a case (>= 5)')
+    parser.add_argument('--parts', nargs='+', default=['models', 'table1', 'detectors'],
+                        choices=['models', 'table1', 'detectors'])
+    parser.add_argument('--quick', action='store_true',
+                        help='one small case of each part, 5 runs (for CI)')
+    args = parser.parse_args(argv)
+    if args.runs < 5:
+        parser.error(f'--runs must be >= 5, got {args.runs}')
+    if args.quick:
+        args.runs = 5
+    return args
+
+
+def build_classifiers(quick):
+    """(name, structure, model) for every network of the ``models`` part."""
+    import timm
+    from mmpretrain.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+    widths = ['1.0x'] if quick else list(ARCH_WIDTHS)
+    for width in widths:
+        model = MODELS.build(repghostnet_classifier_cfg(width)).eval()
+        deployed = copy.deepcopy(model)
+        reparameterize_model(deployed, logger='silent')
+        yield f'RepGhostNet {width}', 'train', model
+        yield f'RepGhostNet {width}', 'deployed', deployed
+    peers = {'GhostNet 1.0x': PEERS['GhostNet 1.0x']} if quick else PEERS
+    for name, timm_name in peers.items():
+        model = timm.create_model(timm_name, pretrained=False).eval()
+        if name.startswith('timm RepGhostNet'):
+            model = timm.utils.reparameterize_model(model)
+        yield name, 'deployed' if 'RepGhost' in name else '-', model
+
+
+def onnx_session(model, shape, threads, tmp_dir):
+    import onnxruntime as ort
+    path = osp.join(tmp_dir, 'model.onnx')
+    export_onnx(model, path, shape, overwrite=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def time_model(model, shape, threads, runs, tmp_dir):
+    """{'pytorch': Latency, 'onnxruntime': Latency} of ``model`` on a ``shape`` input."""
+    torch.set_num_threads(threads)
+    x = torch.randn(*shape)
+    wrapper = RawOutputs(model).eval()
+    with torch.no_grad():
+        eager = measure_latency(lambda: wrapper(x), runs)
+    session = onnx_session(model, shape, threads, tmp_dir)
+    feed = {'images': x.numpy()}
+    return {'pytorch': eager, 'onnxruntime': measure_latency(lambda: session.run(None, feed),
+                                                            runs)}
+
+
+def run_models(args, thread_counts, rows, tmp_dir):
+    batches = [1] if args.quick else [1, 8]
+    for name, structure, model in build_classifiers(args.quick):
+        for threads in thread_counts:
+            for batch in batches:
+                for backend, lat in time_model(model, (batch, 3, 224, 224), threads, args.runs,
+                                               tmp_dir).items():
+                    rows.append(dict(part='models', model=name, structure=structure,
+                                     backend=backend, threads=threads, batch=batch,
+                                     input='224x224', median_ms=lat.median_ms,
+                                     min_ms=lat.min_ms, max_ms=lat.max_ms))
+                    print(f'{name} [{structure}] {backend} threads={threads} batch={batch}: '
+                          f'{lat.median_ms:.2f} ms', flush=True)
+
+
+def ghost_concat_shapes():
+    """The input shapes of the 32 ``torch.cat`` calls of timm's GhostNet 1.0x (batch 1)."""
+    import timm
+    model = timm.create_model('ghostnet_100', pretrained=False).eval()
+    shapes, original = [], torch.cat
+
+    def recording_cat(tensors, *a, **k):
+        shapes.append([tuple(t.shape) for t in tensors])
+        return original(tensors, *a, **k)
+
+    torch.cat = recording_cat
+    try:
+        with torch.no_grad():
+            model(torch.randn(1, 3, 224, 224))
+    finally:
+        torch.cat = original
+    return shapes
+
+
+def run_table1(args, thread_counts, rows):
+    shapes = ghost_concat_shapes()
+    batches = [1] if args.quick else [1, 2, 8, 32]
+    torch.set_num_threads(1)
+    for batch in batches:
+        pairs = [[torch.randn(batch, *s[1:]) for s in pair] for pair in shapes]
+        cat = measure_latency(lambda: [torch.cat(p, 1) for p in pairs], args.runs)
+        add = measure_latency(lambda: [p[0] + p[1] for p in pairs], args.runs)
+        for op, lat in (('concat', cat), ('add', add)):
+            rows.append(dict(part='table1', model=f'GhostNet 1.0x: {len(shapes)} ops',
+                             structure=op, backend='pytorch', threads=1, batch=batch,
+                             input='224x224', median_ms=lat.median_ms, min_ms=lat.min_ms,
+                             max_ms=lat.max_ms))
+        print(f'Table 1, batch {batch}: concat {cat.median_ms:.3f} ms, add {add.median_ms:.3f} '
+              f'ms ({cat.median_ms / add.median_ms:.2f}x)', flush=True)
+
+
+def run_detectors(args, thread_counts, rows, tmp_dir):
+    from mmengine.config import Config
+    from mmrepghost.deploy import build_model
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    configs = {
+        'RetinaNet-RepGhostNet 1.3x': osp.join(root, 'configs/retinanet/repghost_1_3x.py'),
+        'RetinaNet-MobileNetV2': osp.join(root,
+                                          'configs/retinanet/mobilenetv2_1_0x_tiny-coco.py'),
+    }
+    sizes = [(320, 320)] if args.quick else [(320, 320), (800, 1344)]
+    for name, config in configs.items():
+        cfg = Config.fromfile(config)
+        cfg.model.backbone.init_cfg = None
+        if 'MobileNetV2' in name:  # the full-size RetinaNet head and FPN, as for RepGhostNet
+            full = Config.fromfile(configs['RetinaNet-RepGhostNet 1.3x'])
+            cfg.model.neck.out_channels = full.model.neck.out_channels
+            cfg.model.bbox_head = full.model.bbox_head
+        model = build_model(cfg).eval()
+        reparameterize_model(model, logger='silent')
+        for threads in thread_counts:
+            for height, width in sizes:
+                for backend, lat in time_model(model, (1, 3, height, width), threads,
+                                               args.runs, tmp_dir).items():
+                    rows.append(dict(part='detectors', model=name, structure='deployed',
+                                     backend=backend, threads=threads, batch=1,
+                                     input=f'{height}x{width}', median_ms=lat.median_ms,
+                                     min_ms=lat.min_ms, max_ms=lat.max_ms))
+                    print(f'{name} {backend} threads={threads} {height}x{width}: '
+                          f'{lat.median_ms:.1f} ms', flush=True)
+
+
+def markdown(rows):
+    lines = ['| part | model | structure | backend | threads | batch | input | median ms '
+             '| min ms | max ms |', '|---|---|---|---|---:|---:|---|---:|---:|---:|']
+    for r in rows:
+        lines.append(f"| {r['part']} | {r['model']} | {r['structure']} | {r['backend']} | "
+                     f"{r['threads']} | {r['batch']} | {r['input']} | {r['median_ms']:.3f} | "
+                     f"{r['min_ms']:.3f} | {r['max_ms']:.3f} |")
+    return '\n'.join(lines) + '\n'
+
+
+def plot(rows, path):
+    """Top-1 against onnxruntime 1-thread batch-1 latency of the deployed networks."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    points = {}
+    for r in rows:
+        if (r['part'] == 'models' and r['backend'] == 'onnxruntime' and r['threads'] == 1
+                and r['batch'] == 1 and r['structure'] != 'train' and r['model'] in TOP1):
+            points[r['model']] = (r['median_ms'], TOP1[r['model']])
+    fig, ax = plt.subplots(figsize=(7, 5))
+    families = {}
+    for name, (ms, top1) in points.items():
+        family = name.rsplit(' ', 1)[0]
+        families.setdefault(family, []).append((ms, top1, name))
+    for family, values in families.items():
+        values.sort()
+        ax.plot([v[0] for v in values], [v[1] for v in values], 'o-', label=family)
+        for ms, top1, name in values:
+            ax.annotate(name.rsplit(' ', 1)[1], (ms, top1), fontsize=7,
+                        textcoords='offset points', xytext=(3, 3))
+    ax.set_xlabel('latency (ms), onnxruntime, 1 thread, batch 1, 224x224 (this machine)')
+    ax.set_ylabel('ImageNet top-1 (%) (paper / timm)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    with atomic_write(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format='png', dpi=120, bbox_inches='tight')
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    thread_counts = [1] if args.quick else sorted({1, os.cpu_count() or 1})
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        if 'models' in args.parts:
+            run_models(args, thread_counts, rows, tmp_dir)
+        if 'table1' in args.parts:
+            run_table1(args, thread_counts, rows)
+        if 'detectors' in args.parts:
+            run_detectors(args, thread_counts, rows, tmp_dir)
+    os.makedirs(args.out_dir, exist_ok=True)
+    table = markdown(rows)
+    with atomic_write(osp.join(args.out_dir, 'results.md'), overwrite=True) as tmp:
+        with open(tmp, 'w') as f:
+            f.write(table)
+    with atomic_write(osp.join(args.out_dir, 'results.csv'), overwrite=True) as tmp:
+        with open(tmp, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if 'models' in args.parts:
+        plot(rows, osp.join(args.out_dir, 'latency_vs_accuracy.png'))
+    print(table)
+    print(f'wrote {args.out_dir}/results.md, results.csv' +
+          (', latency_vs_accuracy.png' if 'models' in args.parts else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
