@@ -13,7 +13,14 @@ warm-up, at 224x224, for 1 and all threads, batch 1 and 8, in PyTorch eager and 
 * ``table1``: the paper's Table 1 -- the 32 concatenations of GhostNet 1.0x's Ghost modules
   against additions of the same tensors, batch 1/2/8/32 (PyTorch eager).
 * ``detectors``: RetinaNet-RepGhostNet 1.3x deployed vs RetinaNet-MobileNetV2 (mmdet's) up to
-  the head outputs, at 320x320 and 800x1333, batch 1.
+  the head outputs, at 320x320 and 800x1344 (1333 padded to 32), batch 1.
+* ``training``: one SGD step (forward, backward, update) of the RepGhostNet 1.0x classifier
+  with the paper's BN re-parameterization branch and without it (``reparam_branches=()``),
+  batch 8 (PyTorch, all threads): the price of the branches during training.
+
+The ``models`` part also reports the achieved GFLOP/s of the deployed RepGhostNet 1.0x in
+onnxruntime (1 thread) against one core's peak: FP32 lanes of the widest FMA (AVX-512: 16,
+AVX2: 8) x 2 FMA pipes x 2 FLOPs x the clock /proc/cpuinfo reports.
 
 Writes ``results.md`` (the tables), ``results.csv`` and ``latency_vs_accuracy.png`` (the paper's
 Fig. 1 style: ImageNet top-1 from the paper and timm's model cards against the latency
@@ -54,8 +61,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--runs', type=int, default=30, help='timed runs a case (>= 5)')
-    parser.add_argument('--parts', nargs='+', default=['models', 'table1', 'detectors'],
-                        choices=['models', 'table1', 'detectors'])
+    parser.add_argument('--parts', nargs='+',
+                        default=['models', 'table1', 'detectors', 'training'],
+                        choices=['models', 'table1', 'detectors', 'training'])
     parser.add_argument('--quick', action='store_true',
                         help='one small case of each part, 5 runs (for CI)')
     args = parser.parse_args(argv)
@@ -192,6 +200,74 @@ def run_detectors(args, thread_counts, rows, tmp_dir):
                           f'{lat.median_ms:.1f} ms', flush=True)
 
 
+def run_training(args, thread_counts, rows):
+    """A training step with vs without the BN re-parameterization branch."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    init_default_scope('mmpretrain')
+    torch.set_num_threads(max(thread_counts))
+    batch = 2 if args.quick else 8
+    x = torch.randn(batch, 3, 224, 224)
+    samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
+    for branches in (('bn', ), ()):
+        cfg = repghostnet_classifier_cfg('1.0x')
+        cfg['backbone']['reparam_branches'] = branches
+        model = MODELS.build(cfg).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def step():
+            optimizer.zero_grad()
+            loss = model(x, samples, mode='loss')['loss']
+            loss.backward()
+            optimizer.step()
+
+        lat = measure_latency(step, args.runs, warmup=3)
+        name = 'with BN branch (paper)' if branches else 'no re-param branch'
+        rows.append(dict(part='training', model='RepGhostNet 1.0x step', structure=name,
+                         backend='pytorch', threads=max(thread_counts), batch=batch,
+                         input='224x224', median_ms=lat.median_ms, min_ms=lat.min_ms,
+                         max_ms=lat.max_ms))
+        print(f'training step {name}: {lat.median_ms:.1f} ms', flush=True)
+
+
+def single_core_peak_gflops():
+    """(GFLOP/s, how): FP32 FMA lanes x 2 pipes x 2 FLOPs x clock, from /proc/cpuinfo."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            info = f.read()
+    except OSError:
+        return None, 'no /proc/cpuinfo'
+    flags = set(next((line.split(':', 1)[1].split() for line in info.splitlines()
+                      if line.startswith('flags')), []))
+    mhz = [float(line.split(':', 1)[1]) for line in info.splitlines()
+           if line.startswith('cpu MHz')]
+    lanes = 16 if 'avx512f' in flags else 8 if 'avx2' in flags else 4
+    if not mhz or 'fma' not in flags:
+        return None, 'clock or FMA unknown'
+    ghz = max(mhz) / 1000
+    return lanes * 2 * 2 * ghz, f'{lanes} FP32 lanes x 2 FMA pipes x 2 FLOPs x {ghz:.2f} GHz'
+
+
+def efficiency_line(rows):
+    """Achieved GFLOP/s of deployed RepGhostNet 1.0x (onnxruntime, 1 thread) vs the peak."""
+    from mmrepghost.utils import count_params_macs
+    from mmpretrain.registry import MODELS
+    macs = count_params_macs(MODELS.build(repghostnet_classifier_cfg('1.0x')),
+                             torch.randn(1, 3, 224, 224))[1]
+    peak, how = single_core_peak_gflops()
+    lines = []
+    for r in rows:
+        if (r['part'], r['model'], r['structure'], r['backend'], r['threads']) == (
+                'models', 'RepGhostNet 1.0x', 'deployed', 'onnxruntime', 1):
+            achieved = 2 * macs * r['batch'] / (r['median_ms'] / 1e3) / 1e9
+            share = f', {100 * achieved / peak:.0f}% of one core\'s peak {peak:.0f} GFLOP/s ' \
+                    f'({how})' if peak else f' (peak unknown: {how})'
+            lines.append(f'Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch '
+                         f'{r["batch"]}: {achieved:.1f} GFLOP/s{share}.')
+    return '\n'.join(lines)
+
+
 def markdown(rows):
     lines = ['| part | model | structure | backend | threads | batch | input | median ms '
              '| min ms | max ms |', '|---|---|---|---|---:|---:|---|---:|---:|---:|']
@@ -243,8 +319,12 @@ def main(argv=None) -> int:
             run_table1(args, thread_counts, rows)
         if 'detectors' in args.parts:
             run_detectors(args, thread_counts, rows, tmp_dir)
+        if 'training' in args.parts:
+            run_training(args, thread_counts, rows)
     os.makedirs(args.out_dir, exist_ok=True)
     table = markdown(rows)
+    if 'models' in args.parts:
+        table += '\n' + efficiency_line(rows) + '\n'
     with atomic_write(osp.join(args.out_dir, 'results.md'), overwrite=True) as tmp:
         with open(tmp, 'w') as f:
             f.write(table)

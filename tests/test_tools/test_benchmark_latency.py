@@ -19,7 +19,12 @@ def test_quick_benchmark_writes_tables_and_plot(tmp_path, capsys):
     assert all('32 ops' in r['model'] for r in rows if r['part'] == 'table1')
     assert {r['model'] for r in rows if r['part'] == 'detectors'} == {
         'RetinaNet-RepGhostNet 1.3x', 'RetinaNet-MobileNetV2'}
+    assert {r['structure'] for r in rows if r['part'] == 'training'} == {
+        'with BN branch (paper)', 'no re-param branch'}
     for r in rows:
         assert 0 < float(r['min_ms']) <= float(r['median_ms']) <= float(r['max_ms'])
-    assert (out / 'results.md').read_text().startswith('| part | model |')
+    report = (out / 'results.md').read_text()
+    assert report.startswith('| part | model |')
+    assert 'Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch 1:' in report
+    assert 'GFLOP/s' in report
     assert (out / 'latency_vs_accuracy.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
