@@ -129,6 +129,9 @@ def test_two_process_gloo_ddp_training_checkpoint_tests_like_single_process(
     train_log = mim('train', 'mmdet', config, '--launcher', 'pytorch', '--gpus', '2',
                     '--work-dir', str(work), '--cfg-options', *options, cwd=str(tmp_path))
     assert 'Distributed on CPU (gloo)' in train_log
+    # RepGhostDeployHook(save_deploy=True) fused the DDP-wrapped, SyncBN-built model on rank 0
+    assert load_trained_model(str(work / f'epoch_{epochs}_deploy.py'),
+                              str(work / f'epoch_{epochs}_deploy.pth')).is_deploy
     assert 'Distributed training is not used' not in train_log
     checkpoint = load_checkpoint_file(str(work / f'epoch_{epochs}.pth'))
     cfg = Config.fromfile(config)
