@@ -5,7 +5,9 @@
 
 Everything is measured in one run on this machine, so the ratios are the result; absolute
 milliseconds depend on the CPU. Each case: median (min, max) of ``--runs`` timed calls after
-warm-up, at 224x224, for 1 and all threads, batch 1 and 8, in PyTorch eager and onnxruntime:
+warm-up, at 224x224, for 1 and all threads, batch 1 and 8, in PyTorch eager and onnxruntime.
+The networks compared in one table are timed interleaved (one call of each, round-robin), so
+drift of a shared machine does not favour whichever runs at a quiet moment:
 
 * ``models``: RepGhostNet at every width, train structure and deployed; timm's GhostNet
   1.0x/1.3x, MobileNetV3-Large 0.75x/1.0x, MobileNetV2 1.0x and timm's own RepGhostNet 1.0x after
@@ -40,7 +42,7 @@ from mmrepghost.deploy import reparameterize_model
 from mmrepghost.deploy.onnx import RawOutputs, export_onnx
 from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
 from mmrepghost.utils import atomic_write
-from mmrepghost.utils.timing import measure_latency
+from mmrepghost.utils.timing import measure_interleaved
 
 #: ImageNet top-1 (%): RepGhostNet from the paper's Table 3, the peers from timm's model cards
 TOP1 = {
@@ -95,9 +97,8 @@ def build_classifiers(quick):
         yield name, 'deployed' if 'RepGhost' in name else '-', model
 
 
-def onnx_session(model, shape, threads, tmp_dir):
+def onnx_session(model, path, shape, threads):
     import onnxruntime as ort
-    path = osp.join(tmp_dir, 'model.onnx')
     export_onnx(model, path, shape, overwrite=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -105,32 +106,41 @@ def onnx_session(model, shape, threads, tmp_dir):
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
-def time_model(model, shape, threads, runs, tmp_dir):
-    """{'pytorch': Latency, 'onnxruntime': Latency} of ``model`` on a ``shape`` input."""
+def time_models(models, shape, threads, runs, tmp_dir):
+    """{(key, backend): Latency} for ``models`` ({key: model}) on one ``shape`` input.
+
+    Per backend, the models are timed interleaved (one run of each, round-robin), so every
+    ratio in a table compares measurements taken over the same minutes.
+    """
     torch.set_num_threads(threads)
     x = torch.randn(*shape)
-    wrapper = RawOutputs(model).eval()
+    wrappers = {key: RawOutputs(model).eval() for key, model in models.items()}
     with torch.no_grad():
-        eager = measure_latency(lambda: wrapper(x), runs)
-    session = onnx_session(model, shape, threads, tmp_dir)
+        eager = measure_interleaved(
+            {key: (lambda w=w: w(x)) for key, w in wrappers.items()}, runs)
     feed = {'images': x.numpy()}
-    return {'pytorch': eager, 'onnxruntime': measure_latency(lambda: session.run(None, feed),
-                                                            runs)}
+    sessions = {key: onnx_session(model, osp.join(tmp_dir, f'model{i}.onnx'), shape, threads)
+                for i, (key, model) in enumerate(models.items())}
+    onnx = measure_interleaved(
+        {key: (lambda s=s: s.run(None, feed)) for key, s in sessions.items()}, runs)
+    return {**{(key, 'pytorch'): lat for key, lat in eager.items()},
+            **{(key, 'onnxruntime'): lat for key, lat in onnx.items()}}
 
 
 def run_models(args, thread_counts, rows, tmp_dir):
     batches = [1] if args.quick else [1, 8]
-    for name, structure, model in build_classifiers(args.quick):
-        for threads in thread_counts:
-            for batch in batches:
-                for backend, lat in time_model(model, (batch, 3, 224, 224), threads, args.runs,
-                                               tmp_dir).items():
-                    rows.append(dict(part='models', model=name, structure=structure,
-                                     backend=backend, threads=threads, batch=batch,
-                                     input='224x224', median_ms=lat.median_ms,
-                                     min_ms=lat.min_ms, max_ms=lat.max_ms))
-                    print(f'{name} [{structure}] {backend} threads={threads} batch={batch}: '
-                          f'{lat.median_ms:.2f} ms', flush=True)
+    models = {(name, structure): model
+              for name, structure, model in build_classifiers(args.quick)}
+    for threads in thread_counts:
+        for batch in batches:
+            timed = time_models(models, (batch, 3, 224, 224), threads, args.runs, tmp_dir)
+            for ((name, structure), backend), lat in timed.items():
+                rows.append(dict(part='models', model=name, structure=structure,
+                                 backend=backend, threads=threads, batch=batch,
+                                 input='224x224', median_ms=lat.median_ms,
+                                 min_ms=lat.min_ms, max_ms=lat.max_ms))
+                print(f'{name} [{structure}] {backend} threads={threads} batch={batch}: '
+                      f'{lat.median_ms:.2f} ms', flush=True)
 
 
 def ghost_concat_shapes():
@@ -158,15 +168,17 @@ def run_table1(args, thread_counts, rows):
     torch.set_num_threads(1)
     for batch in batches:
         pairs = [[torch.randn(batch, *s[1:]) for s in pair] for pair in shapes]
-        cat = measure_latency(lambda: [torch.cat(p, 1) for p in pairs], args.runs)
-        add = measure_latency(lambda: [p[0] + p[1] for p in pairs], args.runs)
-        for op, lat in (('concat', cat), ('add', add)):
+        timed = measure_interleaved({
+            'concat': lambda: [torch.cat(p, 1) for p in pairs],
+            'add': lambda: [p[0] + p[1] for p in pairs]}, args.runs)
+        for op, lat in timed.items():
             rows.append(dict(part='table1', model=f'GhostNet 1.0x: {len(shapes)} ops',
                              structure=op, backend='pytorch', threads=1, batch=batch,
                              input='224x224', median_ms=lat.median_ms, min_ms=lat.min_ms,
                              max_ms=lat.max_ms))
-        print(f'Table 1, batch {batch}: concat {cat.median_ms:.3f} ms, add {add.median_ms:.3f} '
-              f'ms ({cat.median_ms / add.median_ms:.2f}x)', flush=True)
+        cat, add = timed['concat'].median_ms, timed['add'].median_ms
+        print(f'Table 1, batch {batch}: concat {cat:.3f} ms, add {add:.3f} ms '
+              f'({cat / add:.2f}x)', flush=True)
 
 
 def run_detectors(args, thread_counts, rows, tmp_dir):
@@ -179,6 +191,7 @@ def run_detectors(args, thread_counts, rows, tmp_dir):
                                           'configs/retinanet/mobilenetv2_1_0x_tiny-coco.py'),
     }
     sizes = [(320, 320)] if args.quick else [(320, 320), (800, 1344)]
+    models = {}
     for name, config in configs.items():
         cfg = Config.fromfile(config)
         cfg.model.backbone.init_cfg = None
@@ -186,18 +199,18 @@ def run_detectors(args, thread_counts, rows, tmp_dir):
             full = Config.fromfile(configs['RetinaNet-RepGhostNet 1.3x'])
             cfg.model.neck.out_channels = full.model.neck.out_channels
             cfg.model.bbox_head = full.model.bbox_head
-        model = build_model(cfg).eval()
-        reparameterize_model(model, logger='silent')
-        for threads in thread_counts:
-            for height, width in sizes:
-                for backend, lat in time_model(model, (1, 3, height, width), threads,
-                                               args.runs, tmp_dir).items():
-                    rows.append(dict(part='detectors', model=name, structure='deployed',
-                                     backend=backend, threads=threads, batch=1,
-                                     input=f'{height}x{width}', median_ms=lat.median_ms,
-                                     min_ms=lat.min_ms, max_ms=lat.max_ms))
-                    print(f'{name} {backend} threads={threads} {height}x{width}: '
-                          f'{lat.median_ms:.1f} ms', flush=True)
+        models[name] = build_model(cfg).eval()
+        reparameterize_model(models[name], logger='silent')
+    for threads in thread_counts:
+        for height, width in sizes:
+            timed = time_models(models, (1, 3, height, width), threads, args.runs, tmp_dir)
+            for (name, backend), lat in timed.items():
+                rows.append(dict(part='detectors', model=name, structure='deployed',
+                                 backend=backend, threads=threads, batch=1,
+                                 input=f'{height}x{width}', median_ms=lat.median_ms,
+                                 min_ms=lat.min_ms, max_ms=lat.max_ms))
+                print(f'{name} {backend} threads={threads} {height}x{width}: '
+                      f'{lat.median_ms:.1f} ms', flush=True)
 
 
 def run_training(args, thread_counts, rows):
@@ -210,20 +223,20 @@ def run_training(args, thread_counts, rows):
     batch = 2 if args.quick else 8
     x = torch.randn(batch, 3, 224, 224)
     samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
+    steps = {}
     for branches in (('bn', ), ()):
         cfg = repghostnet_classifier_cfg('1.0x')
         cfg['backbone']['reparam_branches'] = branches
         model = MODELS.build(cfg).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-        def step():
+        def step(model=model, optimizer=optimizer):
             optimizer.zero_grad()
-            loss = model(x, samples, mode='loss')['loss']
-            loss.backward()
+            model(x, samples, mode='loss')['loss'].backward()
             optimizer.step()
 
-        lat = measure_latency(step, args.runs, warmup=3)
-        name = 'with BN branch (paper)' if branches else 'no re-param branch'
+        steps['with BN branch (paper)' if branches else 'no re-param branch'] = step
+    for name, lat in measure_interleaved(steps, args.runs, warmup=3).items():
         rows.append(dict(part='training', model='RepGhostNet 1.0x step', structure=name,
                          backend='pytorch', threads=max(thread_counts), batch=batch,
                          input='224x224', median_ms=lat.median_ms, min_ms=lat.min_ms,
