@@ -103,6 +103,9 @@ def onnx_session(model, path, shape, threads):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # idle worker threads sleep instead of spinning: with many sessions timed round-robin,
+    # spinning pools of the idle sessions would steal the cores of the one being timed
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
