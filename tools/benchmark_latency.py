@@ -38,7 +38,7 @@ import tempfile
 
 import torch
 
-from mmrepghost.deploy import reparameterize_model
+from mmrepghost.deploy import build_model, reparameterize_model
 from mmrepghost.deploy.onnx import RawOutputs, export_onnx
 from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
 from mmrepghost.utils import atomic_write
@@ -76,15 +76,20 @@ def parse_args(argv=None):
     return args
 
 
+def build_classifier(width, **backbone_options):
+    """The official-head ImageNet classifier of ``width`` (mmpretrain ``ImageClassifier``)."""
+    from mmengine.config import Config
+    cfg = repghostnet_classifier_cfg(width)
+    cfg['backbone'].update(backbone_options)
+    return build_model(Config(dict(model=cfg)))
+
+
 def build_classifiers(quick):
     """(name, structure, model) for every network of the ``models`` part."""
     import timm
-    from mmpretrain.registry import MODELS
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmpretrain')
     widths = ['1.0x'] if quick else list(ARCH_WIDTHS)
     for width in widths:
-        model = MODELS.build(repghostnet_classifier_cfg(width)).eval()
+        model = build_classifier(width).eval()
         deployed = copy.deepcopy(model)
         reparameterize_model(deployed, logger='silent')
         yield f'RepGhostNet {width}', 'train', model
@@ -186,7 +191,6 @@ def run_table1(args, thread_counts, rows):
 
 def run_detectors(args, thread_counts, rows, tmp_dir):
     from mmengine.config import Config
-    from mmrepghost.deploy import build_model
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     configs = {
         'RetinaNet-RepGhostNet 1.3x': osp.join(root, 'configs/retinanet/repghost_1_3x.py'),
@@ -218,19 +222,14 @@ def run_detectors(args, thread_counts, rows, tmp_dir):
 
 def run_training(args, thread_counts, rows):
     """A training step with vs without the BN re-parameterization branch."""
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
     from mmpretrain.structures import DataSample
-    init_default_scope('mmpretrain')
     torch.set_num_threads(max(thread_counts))
     batch = 2 if args.quick else 8
     x = torch.randn(batch, 3, 224, 224)
     samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
     steps = {}
     for branches in (('bn', ), ()):
-        cfg = repghostnet_classifier_cfg('1.0x')
-        cfg['backbone']['reparam_branches'] = branches
-        model = MODELS.build(cfg).train()
+        model = build_classifier('1.0x', reparam_branches=branches).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
         def step(model=model, optimizer=optimizer):
@@ -268,8 +267,7 @@ def single_core_peak_gflops():
 def efficiency_line(rows):
     """Achieved GFLOP/s of deployed RepGhostNet 1.0x (onnxruntime, 1 thread) vs the peak."""
     from mmrepghost.utils import count_params_macs
-    from mmpretrain.registry import MODELS
-    macs = count_params_macs(MODELS.build(repghostnet_classifier_cfg('1.0x')),
+    macs = count_params_macs(build_classifier('1.0x'),
                              torch.randn(1, 3, 224, 224))[1]
     peak, how = single_core_peak_gflops()
     lines = []

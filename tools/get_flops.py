@@ -14,9 +14,8 @@ import sys
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from mmrepghost.deploy import reparameterize_model
+from mmrepghost.deploy import build_model, reparameterize_model
 from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
 from mmrepghost.utils.complexity import count_params_macs
 
@@ -43,15 +42,11 @@ def parse_args(argv=None):
 def build_models(args):
     """(name, model) pairs to count."""
     if args.config:
-        cfg = Config.fromfile(args.config)
-        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-        from mmengine.registry import MODELS
-        yield args.config, MODELS.build(cfg.model)
+        yield args.config, build_model(Config.fromfile(args.config))
         return
-    init_default_scope('mmpretrain')
-    from mmpretrain.registry import MODELS
     for arch in args.arch:
-        yield f'RepGhostNet {arch}', MODELS.build(repghostnet_classifier_cfg(arch))
+        model_cfg = repghostnet_classifier_cfg(arch)
+        yield f'RepGhostNet {arch}', build_model(Config(dict(model=model_cfg)))
 
 
 def forward_of(model, shape):
