@@ -16,6 +16,10 @@ drift of a shared machine does not favour whichever runs at a quiet moment:
   against additions of the same tensors, batch 1/2/8/32 (PyTorch eager).
 * ``detectors``: RetinaNet-RepGhostNet 1.3x deployed vs RetinaNet-MobileNetV2 (mmdet's) up to
   the head outputs, at 320x320 and 800x1344 (1333 padded to 32), batch 1.
+* ``layouts``: RepGhostNet 1.0x train structure and deployed in PyTorch eager, with NCHW and
+  with channels-last weights (``model.to(memory_format=torch.channels_last)``; the input stays
+  NCHW): oneDNN runs the deployed depthwise convs much faster channels-last, while the train
+  structure's BatchNorms gain nothing from it.
 * ``training``: one SGD step (forward, backward, update) of the RepGhostNet 1.0x classifier
   with the paper's BN re-parameterization branch and without it (``reparam_branches=()``),
   batch 8 (PyTorch, all threads): the price of the branches during training.
@@ -59,13 +63,15 @@ PEERS = {
 }
 
 
+PARTS = ('models', 'layouts', 'table1', 'detectors', 'training')
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--runs', type=int, default=30, help='timed runs a case (>= 5)')
     parser.add_argument('--parts', nargs='+',
-                        default=['models', 'table1', 'detectors', 'training'],
-                        choices=['models', 'table1', 'detectors', 'training'])
+                        default=list(PARTS), choices=list(PARTS))
     parser.add_argument('--quick', action='store_true',
                         help='one small case of each part, 5 runs (for CI)')
     args = parser.parse_args(argv)
@@ -149,6 +155,50 @@ def run_models(args, thread_counts, rows, tmp_dir):
                                  min_ms=lat.min_ms, max_ms=lat.max_ms))
                 print(f'{name} [{structure}] {backend} threads={threads} batch={batch}: '
                       f'{lat.median_ms:.2f} ms', flush=True)
+
+
+def run_layouts(args, thread_counts, rows):
+    """Train structure vs deployed in PyTorch eager, NCHW and channels-last weights."""
+    model = build_classifier('1.0x').eval()
+    deployed = copy.deepcopy(model)
+    reparameterize_model(deployed, logger='silent')
+    wrappers = {}
+    for structure, net in (('train', model), ('deployed', deployed)):
+        for layout in ('NCHW', 'channels_last'):
+            copied = copy.deepcopy(net)
+            if layout == 'channels_last':
+                copied = copied.to(memory_format=torch.channels_last)
+            wrappers[(structure, layout)] = RawOutputs(copied).eval()
+    check_same_outputs(wrappers)
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for batch in [1] if args.quick else [1, 8]:
+            x = torch.randn(batch, 3, 224, 224)
+            with torch.no_grad():
+                timed = measure_interleaved(
+                    {key: (lambda w=w: w(x)) for key, w in wrappers.items()}, args.runs)
+            for (structure, layout), lat in timed.items():
+                rows.append(dict(part='layouts', model='RepGhostNet 1.0x',
+                                 structure=f'{structure}, {layout}', backend='pytorch',
+                                 threads=threads, batch=batch, input='224x224',
+                                 median_ms=lat.median_ms, min_ms=lat.min_ms,
+                                 max_ms=lat.max_ms))
+                print(f'RepGhostNet 1.0x [{structure}, {layout}] pytorch threads={threads} '
+                      f'batch={batch}: {lat.median_ms:.2f} ms', flush=True)
+
+
+def check_same_outputs(wrappers, rtol=1e-4):
+    """Refuse to time networks that do not compute the same function (scale-relative)."""
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        outputs = {key: w(x)[0] for key, w in wrappers.items()}
+    reference = next(iter(outputs.values()))
+    scale = reference.abs().max().item()
+    for key, out in outputs.items():
+        diff = (out - reference).abs().max().item()
+        if diff > rtol * scale:
+            raise RuntimeError(f'{key} differs from {next(iter(outputs))} by {diff:.3g} '
+                               f'(output scale {scale:.3g}): not timing different networks')
 
 
 def ghost_concat_shapes():
@@ -264,22 +314,62 @@ def single_core_peak_gflops():
     return lanes * 2 * 2 * ghz, f'{lanes} FP32 lanes x 2 FMA pipes x 2 FLOPs x {ghz:.2f} GHz'
 
 
-def efficiency_line(rows):
+def median_ms(rows, **match):
+    """The median of the one row matching every ``key=value`` of ``match``, else None."""
+    found = [r['median_ms'] for r in rows if all(r[k] == v for k, v in match.items())]
+    return found[0] if len(found) == 1 else None
+
+
+def summary_lines(rows):
+    """The ratios the benchmark exists for, and the deployed 1.0x GFLOP/s against the peak."""
+    lines = []
+
+    def ratio(label, numerator, denominator):
+        if numerator is not None and denominator is not None:
+            lines.append(f'{label}: {numerator / denominator:.2f}x '
+                         f'({numerator:.2f} / {denominator:.2f} ms)')
+
+    for batch in (1, 8):
+        ort = dict(part='models', backend='onnxruntime', threads=1, batch=batch)
+        ours = median_ms(rows, model='RepGhostNet 1.0x', structure='deployed', **ort)
+        ratio(f'onnxruntime, 1 thread, batch {batch}: deployed RepGhostNet 1.0x / GhostNet 1.0x',
+              ours, median_ms(rows, model='GhostNet 1.0x', **ort))
+        ratio(f'onnxruntime, 1 thread, batch {batch}: ours / timm RepGhostNet 1.0x '
+              '(reparameterized)', ours, median_ms(rows, model='timm RepGhostNet 1.0x', **ort))
+        eager = dict(part='layouts', threads=1, batch=batch)
+        times = {s: median_ms(rows, structure=s, **eager) for s in (
+            'train, NCHW', 'deployed, NCHW', 'train, channels_last', 'deployed, channels_last')}
+        ratio(f'PyTorch eager, 1 thread, batch {batch}: deployed / train structure (NCHW)',
+              times['deployed, NCHW'], times['train, NCHW'])
+        if None not in times.values():
+            ratio(f'PyTorch eager, 1 thread, batch {batch}: deployed / train structure, each '
+                  'in its faster layout', min(times['deployed, NCHW'],
+                                              times['deployed, channels_last']),
+                  min(times['train, NCHW'], times['train, channels_last']))
+    ratio('training step, with / without the BN re-parameterization branch',
+          median_ms(rows, part='training', structure='with BN branch (paper)'),
+          median_ms(rows, part='training', structure='no re-param branch'))
+    return lines + efficiency_lines(rows)
+
+
+def efficiency_lines(rows):
     """Achieved GFLOP/s of deployed RepGhostNet 1.0x (onnxruntime, 1 thread) vs the peak."""
     from mmrepghost.utils import count_params_macs
-    macs = count_params_macs(build_classifier('1.0x'),
-                             torch.randn(1, 3, 224, 224))[1]
+    timed = [r for r in rows if (r['part'], r['model'], r['structure'], r['backend'],
+                                 r['threads']) == ('models', 'RepGhostNet 1.0x', 'deployed',
+                                                   'onnxruntime', 1)]
+    if not timed:
+        return []
+    macs = count_params_macs(build_classifier('1.0x'), torch.randn(1, 3, 224, 224))[1]
     peak, how = single_core_peak_gflops()
     lines = []
-    for r in rows:
-        if (r['part'], r['model'], r['structure'], r['backend'], r['threads']) == (
-                'models', 'RepGhostNet 1.0x', 'deployed', 'onnxruntime', 1):
-            achieved = 2 * macs * r['batch'] / (r['median_ms'] / 1e3) / 1e9
-            share = f', {100 * achieved / peak:.0f}% of one core\'s peak {peak:.0f} GFLOP/s ' \
-                    f'({how})' if peak else f' (peak unknown: {how})'
-            lines.append(f'Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch '
-                         f'{r["batch"]}: {achieved:.1f} GFLOP/s{share}.')
-    return '\n'.join(lines)
+    for r in timed:
+        achieved = 2 * macs * r['batch'] / (r['median_ms'] / 1e3) / 1e9
+        share = f', {100 * achieved / peak:.0f}% of one core\'s peak {peak:.0f} GFLOP/s ' \
+                f'({how})' if peak else f' (peak unknown: {how})'
+        lines.append(f'Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch '
+                     f'{r["batch"]}: {achieved:.1f} GFLOP/s{share}.')
+    return lines
 
 
 def markdown(rows):
@@ -329,6 +419,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp_dir:
         if 'models' in args.parts:
             run_models(args, thread_counts, rows, tmp_dir)
+        if 'layouts' in args.parts:
+            run_layouts(args, thread_counts, rows)
         if 'table1' in args.parts:
             run_table1(args, thread_counts, rows)
         if 'detectors' in args.parts:
@@ -337,8 +429,9 @@ def main(argv=None) -> int:
             run_training(args, thread_counts, rows)
     os.makedirs(args.out_dir, exist_ok=True)
     table = markdown(rows)
-    if 'models' in args.parts:
-        table += '\n' + efficiency_line(rows) + '\n'
+    summary = summary_lines(rows)
+    if summary:
+        table += '\n' + '\n'.join(f'- {line}' for line in summary) + '\n'
     with atomic_write(osp.join(args.out_dir, 'results.md'), overwrite=True) as tmp:
         with open(tmp, 'w') as f:
             f.write(table)

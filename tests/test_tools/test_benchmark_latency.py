@@ -1,6 +1,8 @@
 """tools/benchmark_latency.py --quick: every part runs, tables and plot are written."""
 import csv
 
+import pytest
+
 from tests.conftest import load_tool
 
 
@@ -21,10 +23,26 @@ def test_quick_benchmark_writes_tables_and_plot(tmp_path, capsys):
         'RetinaNet-RepGhostNet 1.3x', 'RetinaNet-MobileNetV2'}
     assert {r['structure'] for r in rows if r['part'] == 'training'} == {
         'with BN branch (paper)', 'no re-param branch'}
+    assert {r['structure'] for r in rows if r['part'] == 'layouts'} == {
+        'train, NCHW', 'deployed, NCHW', 'train, channels_last', 'deployed, channels_last'}
     for r in rows:
         assert 0 < float(r['min_ms']) <= float(r['median_ms']) <= float(r['max_ms'])
     report = (out / 'results.md').read_text()
     assert report.startswith('| part | model |')
-    assert 'Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch 1:' in report
+    assert '- Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch 1:' in report
     assert 'GFLOP/s' in report
+    for goal in ('onnxruntime, 1 thread, batch 1: deployed RepGhostNet 1.0x / GhostNet 1.0x: ',
+                 'PyTorch eager, 1 thread, batch 1: deployed / train structure (NCHW): ',
+                 'each in its faster layout: ',
+                 'training step, with / without the BN re-parameterization branch: '):
+        assert goal in report, goal
     assert (out / 'latency_vs_accuracy.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_layout_comparison_refuses_networks_that_differ():
+    check_same_outputs = load_tool('benchmark_latency').check_same_outputs
+    same = {'a': lambda x: (x.mean((2, 3)), ), 'b': lambda x: (x.mean((2, 3)) + 1e-7, )}
+    check_same_outputs(same)
+    differ = {'a': same['a'], 'b': lambda x: (x.mean((2, 3)) * 1.01, )}
+    with pytest.raises(RuntimeError, match=r"b differs from a by .* not timing different"):
+        check_same_outputs(differ)
