@@ -7,6 +7,7 @@ mmdet config and in an mmpretrain config alike.
 """
 from typing import Callable, Type
 
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmdet.registry import HOOKS as MMDET_HOOKS
 from mmdet.registry import MODELS as MMDET_MODELS
@@ -31,3 +32,6 @@ register_hook = _register_in(MMDET_HOOKS, MMPRETRAIN_HOOKS)
 #: mmpretrain's ``RUNNERS`` inherit from: their ``tools/train.py`` build the runner from the
 #: root registry before any default scope exists, their ``tools/test.py`` from their own.
 register_runner = _register_in(MMENGINE_RUNNERS)
+#: Class decorator: register an optimizer wrapper in mmengine's root ``OPTIM_WRAPPERS`` (mmdet's
+#: and mmpretrain's inherit from it).
+register_optim_wrapper = _register_in(MMENGINE_OPTIM_WRAPPERS)

@@ -1,6 +1,8 @@
 """Shared fixtures: deterministic seeds and helpers that make BN folding non-trivial."""
 import importlib.util
+import os
 import os.path as osp
+import subprocess
 import sys
 
 import pytest
@@ -45,6 +47,33 @@ def load_tool(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+MIM = osp.join(osp.dirname(sys.executable), 'mim')
+
+
+def mim(*args, cwd, returncode=0, pythonpath=()):
+    """Run ``mim *args`` as a user would (repo on PYTHONPATH); stdout + stderr.
+
+    Asserts the exit status is ``returncode`` (None: any); ``pythonpath`` adds directories.
+    """
+    env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+               PYTHONPATH=os.pathsep.join([REPO_ROOT, *map(str, pythonpath)]))
+    result = subprocess.run([MIM, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=900, check=False)
+    output = result.stdout + result.stderr
+    assert returncode is None or result.returncode == returncode, (
+        f'exit {result.returncode}\n' + result.stdout[-3000:] + result.stderr[-3000:])
+    return output
+
+
+def coco_data_options(data_root):
+    """``--cfg-options`` that point a tiny-COCO config's loaders and evaluators at ``data_root``."""
+    ann = data_root + 'annotations/instances_val2017.json'
+    return [f'train_dataloader.dataset.data_root={data_root}',
+            f'val_dataloader.dataset.data_root={data_root}',
+            f'test_dataloader.dataset.data_root={data_root}',
+            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
 
 
 def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -19,10 +19,9 @@ import sys
 
 import torch
 
-from mmrepghost.deploy import CheckpointMismatchError, load_trained_model, reparameterize_model
-from mmrepghost.deploy.onnx import (RawOutputs, compare_with_onnxruntime, export_onnx,
-                                    onnx_op_types)
-from mmrepghost.utils import CheckpointError
+from mmrepghost.deploy import LOAD_ERRORS, load_trained_model, reparameterize_model
+from mmrepghost.deploy.onnx import (ONNX_OPSETS, RawOutputs, compare_with_onnxruntime,
+                                    export_onnx, onnx_op_types)
 from mmrepghost.utils.timing import measure_latency
 
 
@@ -46,8 +45,13 @@ def parse_args(argv=None):
         parser.error(f'--out must end with .onnx, got {args.out!r}')
     if any(s < 32 or s % 32 for s in args.shape):
         parser.error(f'--shape {args.shape}: H and W must be positive multiples of 32')
-    if not 11 <= args.opset <= 20:
-        parser.error(f'--opset must be in [11, 20], got {args.opset}')
+    if args.opset not in ONNX_OPSETS:
+        parser.error(f'--opset must be in [{ONNX_OPSETS[0]}, {ONNX_OPSETS[-1]}], '
+                     f'got {args.opset}')
+    if not args.atol > 0:
+        parser.error(f'--atol must be > 0, got {args.atol}')
+    if args.latency < 0:
+        parser.error(f'--latency must be >= 0 runs (0: off), got {args.latency}')
     for name in ('checkpoint', 'config'):
         if osp.abspath(args.out) == osp.abspath(getattr(args, name)):
             parser.error(f'--out {args.out!r} would overwrite {name.upper()}')
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         loaded = load_trained_model(args.config, args.checkpoint)
-    except (FileNotFoundError, CheckpointError, CheckpointMismatchError) as error:
+    except LOAD_ERRORS as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     model = loaded.model

@@ -15,9 +15,9 @@ import argparse
 import os.path as osp
 import sys
 
-from mmrepghost.deploy import (CheckpointMismatchError, find_reparameterizable,
+from mmrepghost.deploy import (LOAD_ERRORS, find_reparameterizable,
                                load_trained_model, reparameterize_model)
-from mmrepghost.utils import CheckpointError, save_checkpoint_atomic
+from mmrepghost.utils import save_checkpoint_atomic
 from mmrepghost.utils.deploy_config import write_deploy_config
 
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     out_config = osp.splitext(args.out)[0] + '.py'
     try:
         loaded = load_trained_model(args.config, args.checkpoint)
-    except (FileNotFoundError, CheckpointError, CheckpointMismatchError) as error:
+    except LOAD_ERRORS as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     if loaded.is_deploy:

@@ -7,7 +7,10 @@
 The first ``--num`` images of ``--images`` (a folder, sorted by name, or image files) are run
 through mmdet's ``DetInferencer``; its visualizer draws boxes, masks and class names above
 ``--score-thr``, and the drawings are tiled side by side into ``--out``, written atomically
-(an existing file is replaced only with ``--force``).
+(an existing file is replaced only with ``--force``). The weights are loaded by
+:func:`mmrepghost.deploy.load_trained_model` (train or deploy checkpoint, every key and shape
+checked), not by the inferencer, which would start from random weights for any key that does
+not fit; a missing, corrupted, unsafe or mismatched checkpoint exits with status 2.
 """
 import argparse
 import os
@@ -17,7 +20,8 @@ import sys
 import cv2
 import numpy as np
 
-from mmrepghost.utils import atomic_write, load_checkpoint_file
+from mmrepghost.deploy import LOAD_ERRORS, load_trained_model
+from mmrepghost.utils import atomic_write
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -73,13 +77,30 @@ def tile(images, gap=4):
     return canvas
 
 
+def build_inferencer(config: str, checkpoint: str):
+    """``DetInferencer`` of ``config`` holding the checked weights of ``checkpoint``."""
+    import warnings
+
+    from mmdet.apis import DetInferencer
+    loaded = load_trained_model(config, checkpoint)
+    with warnings.catch_warnings():  # 'weights is None': they are set right below
+        warnings.simplefilter('ignore')
+        inferencer = DetInferencer(model=loaded.cfg, weights=None, device='cpu',
+                                   show_progress=False)
+    dataset_meta = loaded.meta.get('dataset_meta') or inferencer.model.dataset_meta
+    inferencer.model = loaded.model.eval()
+    inferencer.model.dataset_meta = inferencer.visualizer.dataset_meta = dataset_meta
+    return inferencer
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    load_checkpoint_file(args.checkpoint)  # one clear error for a missing/corrupt/unsafe file
-    from mmdet.apis import DetInferencer
-    images = list_images(args.images, args.num)
-    inferencer = DetInferencer(model=args.config, weights=args.checkpoint, device='cpu',
-                               show_progress=False)
+    try:
+        images = list_images(args.images, args.num)
+        inferencer = build_inferencer(args.config, args.checkpoint)
+    except LOAD_ERRORS as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
     result = inferencer(images, return_vis=True, no_save_vis=True,
                         pred_score_thr=args.score_thr)
     canvas = tile(result['visualization'])

@@ -1,8 +1,8 @@
 # RepGhostNet 1.0x as a drop-in detection backbone: strides 4/8/16/32 for an FPN with
 # in_channels=[24, 40, 80, 160]. Use it as `backbone={{_base_.repghostnet_backbone}}`.
 custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
-# mmengine's Runner, plus multi-process training on CPU-only machines (gloo)
-runner_type = 'CPUCompatibleRunner'
+# mmengine's Runner + checked checkpoint loading; without CUDA also gloo DDP and --amp (bf16)
+runner_type = 'RepGhostRunner'
 # test the deployed (re-parameterized) network; after training, also save it beside the
 # last checkpoint (*_deploy.pth + *_deploy.py). `--cfg-options custom_hooks=[]` turns it off.
 custom_hooks = [dict(type='RepGhostDeployHook', test=True, save_deploy=True)]

@@ -5,8 +5,8 @@
 #       checkpoints/repghostnet_1.3x_in1k.pth --from official
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
-# mmengine's Runner, plus multi-process training on CPU-only machines (gloo)
-runner_type = 'CPUCompatibleRunner'
+# mmengine's Runner + checked checkpoint loading; without CUDA also gloo DDP and --amp (bf16)
+runner_type = 'RepGhostRunner'
 # test the deployed (re-parameterized) network; after training, also save it beside the
 # last checkpoint (*_deploy.pth + *_deploy.py). `--cfg-options custom_hooks=[]` turns it off.
 custom_hooks = [dict(type='RepGhostDeployHook', test=True, save_deploy=True)]

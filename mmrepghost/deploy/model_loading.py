@@ -5,7 +5,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from ..utils import load_checkpoint_file
+from ..utils import CheckpointError, load_checkpoint_file
 from ..utils.deploy_config import deploy_config
 
 
@@ -53,11 +53,27 @@ def load_trained_model(config: str, checkpoint: str) -> LoadedModel:
     report = ''
     for is_deploy in (bool(meta.get('deploy')), not meta.get('deploy')):
         model = build_model(deploy_config(cfg) if is_deploy else cfg)
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-        if not missing and not unexpected:
+        problems = fit_problems(model.state_dict(), state_dict)
+        if not problems:
+            model.load_state_dict(state_dict, strict=True)
             return LoadedModel(model.eval(), cfg, meta, is_deploy)
-        if not report:
-            report = (f'{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} '
-                      f'unexpected (e.g. {unexpected[:3]})')
+        report = report or problems
     raise CheckpointMismatchError(
         f'{checkpoint} fits neither the train nor the deploy structure of {config}: {report}')
+
+
+def fit_problems(expected: dict, state_dict: dict) -> str:
+    """'' if ``state_dict`` has exactly the keys and shapes of ``expected``, else a summary."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shape = {k: tuple(getattr(v, 'shape', ())) for k, v in state_dict.items()}
+    shapes = [f'{k} {shape[k]} vs {tuple(v.shape)}' for k, v in expected.items()
+              if k in shape and shape[k] != tuple(v.shape)]
+    parts = [f'{len(items)} {what} (e.g. {items[:n]})' for items, what, n in (
+        (missing, 'missing keys', 3), (unexpected, 'unexpected keys', 3),
+        (shapes, 'of another shape, checkpoint vs model', 2)) if items]
+    return ', '.join(parts)
+
+
+#: What :func:`load_trained_model` raises for a bad checkpoint; tools report these and exit 2.
+LOAD_ERRORS = (FileNotFoundError, CheckpointError, CheckpointMismatchError)

@@ -53,12 +53,25 @@ class RawOutputs(nn.Module):
         return tuple(_flatten(self._raw(images)))
 
 
+#: ONNX opsets the export is tested with (torch's TorchScript exporter, opset 17 by default)
+ONNX_OPSETS = tuple(range(11, 21))
+
+
 def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
                 opset: int = 17, overwrite: bool = False) -> List[str]:
     """Export ``model`` (eval mode) to ``path`` atomically; batch, height and width dynamic.
 
+    ``input_shape`` is the example input (N, C, H, W); ``opset`` one of :data:`ONNX_OPSETS`.
     Returns the output names.
     """
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    if shape is None or len(shape) != 4 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise ValueError(f'input_shape must be 4 positive ints (N, C, H, W), '
+                         f'got {input_shape!r}')
+    if opset not in ONNX_OPSETS:
+        raise ValueError(f'opset={opset!r} is not supported; allowed: '
+                         f'{ONNX_OPSETS[0]}..{ONNX_OPSETS[-1]}')
     wrapper = RawOutputs(model).eval()
     example = torch.randn(*input_shape)
     names = wrapper.output_names(example)

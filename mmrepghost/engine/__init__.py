@@ -1,4 +1,5 @@
-from .cpu_compatible_runner import CPUCompatibleRunner
+from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
+from .runner import RepGhostRunner
 from .hooks import RepGhostDeployHook
 
-__all__ = ['CPUCompatibleRunner', 'RepGhostDeployHook']
+__all__ = ['CPUAmpOptimWrapper', 'RepGhostDeployHook', 'RepGhostRunner']

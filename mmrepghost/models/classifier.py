@@ -1,5 +1,6 @@
 """The ImageNet classifier of the official RepGhostNet, as an mmpretrain model config."""
 from .backbones import RepGhostNet
+from .utils import check_bool, check_positive_int, check_ratio
 
 
 def repghostnet_classifier_cfg(arch: str = '1.0x', num_classes: int = 1000,
@@ -10,6 +11,9 @@ def repghostnet_classifier_cfg(arch: str = '1.0x', num_classes: int = 1000,
     1x1 ``conv_head`` on a 1x1 map) -> ReLU -> dropout -> FC (``classifier``).
     ``configs/cls/_base_/models/repghostnet_1.0x.py`` is this dict for 1.0x.
     """
+    check_positive_int('num_classes', num_classes)
+    check_ratio('dropout_rate', dropout_rate, 0, 1)
+    check_bool('deploy', deploy)
     final_channels = RepGhostNet(arch=arch, init_cfg=None).out_channels[-1]
     return dict(
         type='ImageClassifier',

@@ -4,8 +4,7 @@ import re
 
 import pytest
 
-from tests.conftest import REPO_ROOT, load_tool
-from tests.test_tools.test_mim_train_test import mim
+from tests.conftest import REPO_ROOT, load_tool, mim
 
 pytestmark = pytest.mark.slow
 CONFIG = osp.join(REPO_ROOT, 'configs/cls/repghostnet_1.0x_tiny-imagenet.py')

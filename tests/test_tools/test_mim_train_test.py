@@ -1,9 +1,6 @@
 """End-to-end through mim: `mim train mmdet CONFIG` then `mim test mmdet ... --checkpoint`."""
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
 from mmdet.registry import MODELS
@@ -11,10 +8,9 @@ from mmengine.config import Config
 
 from mmrepghost.deploy import load_trained_model
 from mmrepghost.utils import load_checkpoint_file
-from tests.conftest import REPO_ROOT, load_tool
+from tests.conftest import REPO_ROOT, coco_data_options, load_tool, mim
 
 pytestmark = pytest.mark.slow
-MIM = osp.join(osp.dirname(sys.executable), 'mim')
 
 
 @pytest.fixture(scope='module')
@@ -32,27 +28,10 @@ def few_images(tmp_path_factory):
     return str(root) + '/'
 
 
-def mim(*args, cwd):
-    env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
-               PYTHONPATH=REPO_ROOT)
-    result = subprocess.run([MIM, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=900, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-def data_options(data_root):
-    ann = data_root + 'annotations/instances_val2017.json'
-    return [f'train_dataloader.dataset.data_root={data_root}',
-            f'val_dataloader.dataset.data_root={data_root}',
-            f'test_dataloader.dataset.data_root={data_root}',
-            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
-
-
 def test_mask_rcnn_mim_train_then_test_prints_bbox_and_segm_map(tmp_path, tiny_coco):
     config = osp.join(REPO_ROOT, 'configs/mask_rcnn/repghost_1_0x_tiny-coco.py')
     epochs = 8
-    options = data_options(tiny_coco) + [
+    options = coco_data_options(tiny_coco) + [
         f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
         f'default_hooks.checkpoint.interval={epochs}']
     mim('train', 'mmdet', config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
@@ -104,7 +83,7 @@ def test_paper_configs_run_unchanged_but_for_data_and_schedule(tmp_path, few_ima
     from scratch leave every score below the configs' 0.05 threshold (an empty result, no
     table), so the test-time threshold is 0."""
     config = osp.join(REPO_ROOT, 'configs', config)
-    options = data_options(few_images) + schedule_options(1) + IN_PROCESS_LOADING + [
+    options = coco_data_options(few_images) + schedule_options(1) + IN_PROCESS_LOADING + [
         'model.backbone.init_cfg=None', 'train_dataloader.batch_size=2', score_thr]
     mim('train', 'mmdet', config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
         *options, cwd=str(tmp_path))
@@ -123,7 +102,7 @@ def test_two_process_gloo_ddp_training_checkpoint_tests_like_single_process(
     rank-0 checkpoint has the single-process model's keys and `mim test` scores it."""
     config = osp.join(REPO_ROOT, 'configs/retinanet/repghost_1_0x_tiny-coco.py')
     epochs = 6  # enough for some detections above the score threshold: a non-empty table
-    options = data_options(tiny_coco) + schedule_options(epochs) + IN_PROCESS_LOADING + [
+    options = coco_data_options(tiny_coco) + schedule_options(epochs) + IN_PROCESS_LOADING + [
         'train_dataloader.batch_size=4', 'param_scheduler.0.end=10']
     work = tmp_path / 'work'
     train_log = mim('train', 'mmdet', config, '--launcher', 'pytorch', '--gpus', '2',

@@ -1,5 +1,6 @@
 """tools/show_predictions.py: mmdet's DetInferencer drawings tiled into one PNG."""
 import os.path as osp
+import re
 
 import cv2
 import pytest
@@ -63,7 +64,8 @@ def test_refuses_to_replace_and_bad_arguments(tmp_path, checkpoint_and_images, c
             tool.main([CONFIG, checkpoint, '--images', images, *argv])
         assert message in capsys.readouterr().err
     assert out.read_bytes() == b'keep me'
-    with pytest.raises(FileNotFoundError, match='neither a folder nor a file'):
-        tool.main([CONFIG, checkpoint, '--images', str(tmp_path / 'nope'), '--out',
-                   str(tmp_path / 'y.png')])
+    assert tool.main([CONFIG, checkpoint, '--images', str(tmp_path / 'nope'), '--out',
+                      str(tmp_path / 'y.png')]) == 2
+    assert re.search(r"^error: --images '.*nope' is neither a folder nor a file",
+                     capsys.readouterr().err, re.M)
     assert not (tmp_path / 'y.png').exists()

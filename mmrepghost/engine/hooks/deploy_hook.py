@@ -24,6 +24,7 @@ from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
 from ...deploy import find_reparameterizable, reparameterize_model
+from ...models.utils import check_bool
 from ...registry import register_hook
 from ...utils import save_checkpoint_atomic
 from ...utils.deploy_config import write_deploy_config
@@ -55,9 +56,7 @@ class RepGhostDeployHook(Hook):
                  verify: bool = True) -> None:
         for name, value in dict(test=test, val=val, save_deploy=save_deploy,
                                 verify=verify).items():
-            if not isinstance(value, bool):
-                raise TypeError(f'RepGhostDeployHook {name} must be True or False, '
-                                f'got {value!r}')
+            check_bool(f'RepGhostDeployHook {name}', value)
         self.test = test
         self.val = val
         self.save_deploy = save_deploy

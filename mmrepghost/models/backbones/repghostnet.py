@@ -9,8 +9,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import register_model
 from ..layers import ConvNormAct, RepGhostBottleneck
-from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_in_range,
-                     check_layer_cfg, fuse_conv_bn_, make_divisible)
+from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_bool, check_in_range,
+                     check_layer_cfg, check_positive_int, fuse_conv_bn_, make_divisible)
 from ..utils.pretrained import load_pretrained_
 
 #: The eight widths of the paper (Table 3) and their aliases.
@@ -111,6 +111,10 @@ class RepGhostNet(BaseModule):
         self.frozen_stages = frozen_stages
         check_layer_cfg('norm_cfg', norm_cfg, FOLDABLE_NORMS)
         check_layer_cfg('act_cfg', act_cfg, ACTIVATIONS)
+        check_positive_int('in_channels', in_channels)
+        for name, flag in dict(shortcut=shortcut, cheap_act=cheap_act, norm_eval=norm_eval,
+                               with_cp=with_cp, deploy=deploy).items():
+            check_bool(name, flag)
         self.in_channels = in_channels
         self.norm_eval = norm_eval
         self.deploy = deploy

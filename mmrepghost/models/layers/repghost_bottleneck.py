@@ -5,7 +5,8 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils import build_conv_norm, check_odd_kernel, check_positive_int, fuse_conv_bn_
+from ..utils import (build_conv_norm, check_bool, check_odd_kernel, check_positive_int,
+                     check_ratio, fuse_conv_bn_)
 from .repghost_module import RepGhostModule
 from .squeeze_excite import SqueezeExcite
 
@@ -63,8 +64,9 @@ class RepGhostBottleneck(BaseModule):
         check_odd_kernel('dw_kernel_size', dw_kernel_size)
         if stride not in (1, 2):
             raise ValueError(f'stride must be 1 or 2, got {stride!r}')
-        if not 0 <= se_ratio <= 1:
-            raise ValueError(f'se_ratio must be in [0, 1] (0 disables SE), got {se_ratio!r}')
+        check_ratio('se_ratio (0 disables SE)', se_ratio, 0, 1)
+        for name, flag in dict(shortcut=shortcut, with_cp=with_cp, deploy=deploy).items():
+            check_bool(name, flag)
         self.in_channels = in_channels
         self.stride = stride
         self.with_cp = with_cp

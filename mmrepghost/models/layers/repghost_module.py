@@ -5,7 +5,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_layer_cfg,
+from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_bool, check_layer_cfg,
                      check_odd_kernel, check_positive_int, conv_bn_kernel_bias,
                      conv_from_kernel_bias, fuse_conv_bn_, merge_kernel_bias)
 
@@ -68,6 +68,11 @@ class RepGhostModule(BaseModule):
         check_positive_int('stride', stride)
         check_layer_cfg('norm_cfg', norm_cfg, FOLDABLE_NORMS)
         check_layer_cfg('act_cfg', act_cfg, ACTIVATIONS)
+        for name, flag in dict(with_act=with_act, cheap_act=cheap_act, deploy=deploy).items():
+            check_bool(name, flag)
+        if isinstance(reparam_branches, str):  # ('bn') is a str, not a tuple
+            raise ValueError(f'reparam_branches={reparam_branches!r} must be a sequence of '
+                             f'names from {REPARAM_BRANCHES}, e.g. ({reparam_branches!r}, )')
         reparam_branches = tuple(reparam_branches)
         unknown = [b for b in reparam_branches if b not in REPARAM_BRANCHES]
         if unknown or len(set(reparam_branches)) != len(reparam_branches):

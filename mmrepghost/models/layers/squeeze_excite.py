@@ -3,7 +3,7 @@ from mmcv.cnn import build_activation_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils import check_positive_int, make_divisible
+from ..utils import ACTIVATIONS, check_layer_cfg, check_positive_int, check_ratio, make_divisible
 
 
 class SqueezeExcite(BaseModule):
@@ -19,8 +19,8 @@ class SqueezeExcite(BaseModule):
                  act_cfg: dict = dict(type='ReLU'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         check_positive_int('channels', channels)
-        if not 0 < se_ratio <= 1:
-            raise ValueError(f'se_ratio must be in (0, 1], got {se_ratio!r}')
+        check_ratio('se_ratio', se_ratio, 0, 1, low_inclusive=False)
+        check_layer_cfg('act_cfg', act_cfg, ACTIVATIONS)
         squeeze = make_divisible(channels * se_ratio, 4)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.conv_reduce = nn.Conv2d(channels, squeeze, 1, bias=True)

@@ -12,6 +12,21 @@ def check_odd_kernel(name: str, value: Any) -> None:
         raise ValueError(f'{name} must be a positive odd int (1, 3, 5, ...), got {value!r}')
 
 
+def check_bool(name: str, value: Any) -> None:
+    """Flags take True or False only: ``'no'`` or ``0`` in a config is a mistake, not a flag."""
+    if not isinstance(value, bool):
+        raise TypeError(f'{name} must be True or False, got {value!r}')
+
+
+def check_ratio(name: str, value: Any, low: float, high: float,
+                low_inclusive: bool = True) -> None:
+    """``value`` must be a real number in ``[low, high]`` (``(low, high]`` if not inclusive)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (low <= value <= high) or (not low_inclusive and value == low):
+        interval = f'{"[" if low_inclusive else "("}{low}, {high}]'
+        raise ValueError(f'{name} must be a number in {interval}, got {value!r}')
+
+
 def check_in_range(name: str, value: Any, low: int, high: int) -> None:
     """``value`` must be an int in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

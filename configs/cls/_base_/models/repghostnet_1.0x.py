@@ -3,6 +3,8 @@
 # -> dropout 0.2 -> FC 1280->1000 ("classifier"). Loss: cross-entropy with label smoothing
 # 0.1 (timm's default, `smoothing: 0.1` in every official args.yaml).
 custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
+# mmengine's Runner + checked checkpoint loading; without CUDA also gloo DDP and --amp (bf16)
+runner_type = 'RepGhostRunner'
 model = dict(
     type='ImageClassifier',
     _scope_='mmpretrain',
