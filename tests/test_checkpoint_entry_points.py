@@ -100,8 +100,8 @@ def test_pretrained_init_cfg_refuses_bad_checkpoints(kind, bad_files):
         kind, CheckpointError)
     if kind == 'other architecture':
         message = r'other_width\.pth.* (another width|shape)'
-    backbone = RepGhostNet(arch='1.0x', init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                                                       prefix='backbone.'))
+    pretrained = dict(type='Pretrained', checkpoint=str(path), prefix='backbone.')
+    backbone = RepGhostNet(arch='1.0x', init_cfg=pretrained)
     with pytest.raises(error, match=message):
         backbone.init_weights()
     assert not (root / 'pwned').exists()

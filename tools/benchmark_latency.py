@@ -34,7 +34,6 @@ measured here) into ``--out-dir``. ``--quick`` runs one small case of each kind 
 """
 import argparse
 import copy
-import csv
 import os
 import os.path as osp
 import sys
@@ -46,6 +45,7 @@ from mmrepghost.deploy import build_model, reparameterize_model
 from mmrepghost.deploy.onnx import RawOutputs, export_onnx
 from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
 from mmrepghost.utils import atomic_write
+from mmrepghost.utils.reports import write_report
 from mmrepghost.utils.timing import measure_interleaved
 
 #: ImageNet top-1 (%): RepGhostNet from the paper's Table 3, the peers from timm's model cards
@@ -427,19 +427,11 @@ def main(argv=None) -> int:
             run_detectors(args, thread_counts, rows, tmp_dir)
         if 'training' in args.parts:
             run_training(args, thread_counts, rows)
-    os.makedirs(args.out_dir, exist_ok=True)
     table = markdown(rows)
     summary = summary_lines(rows)
     if summary:
         table += '\n' + '\n'.join(f'- {line}' for line in summary) + '\n'
-    with atomic_write(osp.join(args.out_dir, 'results.md'), overwrite=True) as tmp:
-        with open(tmp, 'w') as f:
-            f.write(table)
-    with atomic_write(osp.join(args.out_dir, 'results.csv'), overwrite=True) as tmp:
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_report(args.out_dir, 'results', table, rows)
     if 'models' in args.parts:
         plot(rows, osp.join(args.out_dir, 'latency_vs_accuracy.png'))
     print(table)

@@ -17,14 +17,13 @@ Writes ``memory.csv`` (iteration, process MiB, workers MiB) and ``memory.md`` in
 ``--out-dir``. ``--quick``: 20 iterations on 4 generated images, batch 2 (for CI).
 """
 import argparse
-import csv
 import os
 import os.path as osp
 import subprocess
 import sys
 import tempfile
 
-from mmrepghost.utils import atomic_write
+from mmrepghost.utils.reports import write_report
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs/retinanet/repghost_1_0x_tiny-coco.py')
@@ -130,8 +129,11 @@ def growth(samples: list, warmup: int, key) -> float:
     return (key(samples[-1]) - key(reference)) / key(reference)
 
 
+def total(sample: dict) -> float:
+    return sample['process_mib'] + sample['workers_mib']
+
+
 def report(samples: list, args) -> str:
-    total = lambda s: s['process_mib'] + s['workers_mib']  # noqa: E731
     lines = ['| iteration | process MiB | workers MiB | total MiB |', '|---:|---:|---:|---:|']
     lines += [f"| {s['iteration']} | {s['process_mib']:.1f} | {s['workers_mib']:.1f} | "
               f'{total(s):.1f} |' for s in samples]
@@ -156,17 +158,9 @@ def main(argv=None) -> int:
             data_root = ensure_data(args.data_root or osp.join(REPO, 'data', 'tiny_coco'))
         build_runner(args, data_root, osp.join(tmp_dir, 'work'), samples).train()
     text = report(samples, args)
-    os.makedirs(args.out_dir, exist_ok=True)
-    with atomic_write(osp.join(args.out_dir, 'memory.md'), overwrite=True) as tmp:
-        with open(tmp, 'w') as f:
-            f.write(text)
-    with atomic_write(osp.join(args.out_dir, 'memory.csv'), overwrite=True) as tmp:
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(samples[0]))
-            writer.writeheader()
-            writer.writerows(samples)
+    paths = write_report(args.out_dir, 'memory', text, samples)
     print(text.splitlines()[-1])
-    print(f'wrote {args.out_dir}/memory.md, memory.csv')
+    print(f'wrote {", ".join(paths)}')
     return 0
 
 

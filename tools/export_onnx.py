@@ -9,8 +9,8 @@ and returns raw outputs: logits for classifiers; for detectors the dense head's
 ``cls_score_<level>`` and ``bbox_pred_<level>`` maps (two-stage: the RPN's), to be decoded by
 mmdet's ``head.predict_by_feat`` (see ``mmrepghost/deploy/onnx.py``). The file is then run in
 onnxruntime at two sizes and batch sizes and compared with PyTorch; the tool fails (exit 1) if
-any output differs by more than ``--atol`` times max(1, the largest output magnitude). OUT is written atomically, replaced only with
-``--force``, and never CHECKPOINT or CONFIG.
+any output differs by more than ``--atol`` times max(1, the largest output magnitude). OUT is
+written atomically, replaced only with ``--force``, and never CHECKPOINT or CONFIG.
 """
 import argparse
 import copy
@@ -106,9 +106,9 @@ def print_latency(train_model, deployed, onnx_file, x, runs):
             timed.insert(len(timed) - 1, (name, lambda w=wrapper: w(x)))
     with torch.no_grad():
         results = [(name, measure_latency(fn, runs)) for name, fn in timed]
+    medians = ', '.join(f'{name} {lat.median_ms:.1f} ms' for name, lat in results)
     print(f'latency, batch 1, {x.shape[2]}x{x.shape[3]}, {torch.get_num_threads()} threads, '
-          f'median of {runs}: ' + ', '.join(f'{name} {lat.median_ms:.1f} ms'
-                                             for name, lat in results))
+          f'median of {runs}: {medians}')
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@ from .model_loading import (LOAD_ERRORS, CheckpointMismatchError, LoadedModel, b
 from .reparameterize import find_reparameterizable, max_abs_diff, reparameterize_model
 
 __all__ = [
-    'LOAD_ERRORS', 'CheckpointMismatchError', 'LoadedModel', 'build_model', 'find_reparameterizable',
+    'LOAD_ERRORS', 'CheckpointMismatchError', 'LoadedModel', 'build_model',
+    'find_reparameterizable',
     'load_trained_model', 'max_abs_diff', 'reparameterize_model'
 ]

@@ -2,12 +2,13 @@
 
 Select it with ``runner_type = 'RepGhostRunner'`` (the shipped configs do). Three additions:
 
-1. Distributed training without a GPU. mmengine 0.10.7's ``--launcher pytorch`` path assumes CUDA three times: ``init_dist`` calls
-``torch.cuda.set_device``, the DDP wrapper gets ``device_ids=[LOCAL_RANK]``, and torch's
-``SyncBatchNorm`` has no CPU kernel. On a GPU machine this runner is mmengine's ``Runner``
-unchanged (NCCL, SyncBN as configured). Without CUDA it joins the process group with gloo,
-wraps the model in DDP without device ids and reverts SyncBN to per-process BN (logged), so
-``mim train mmdet CONFIG --launcher pytorch --gpus 2`` runs on CPU cores.
+1. Distributed training without a GPU. mmengine 0.10.7's ``--launcher pytorch`` path assumes
+   CUDA three times: ``init_dist`` calls ``torch.cuda.set_device``, the DDP wrapper gets
+   ``device_ids=[LOCAL_RANK]``, and torch's ``SyncBatchNorm`` has no CPU kernel. On a GPU
+   machine this runner is mmengine's ``Runner`` unchanged (NCCL, SyncBN as configured). Without
+   CUDA it joins the process group with gloo, wraps the model in DDP without device ids and
+   reverts SyncBN to per-process BN (logged), so ``mim train mmdet CONFIG --launcher pytorch
+   --gpus 2`` runs on CPU cores.
 2. ``--amp`` without a GPU: ``AmpOptimWrapper`` asserts a GPU, so it becomes
    :class:`~mmrepghost.engine.CPUAmpOptimWrapper` (bfloat16 autocast) when CUDA is absent.
 3. Checked checkpoint loading (``mim test --checkpoint``, ``load_from``, ``--resume``): local

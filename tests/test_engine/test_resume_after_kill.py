@@ -51,6 +51,8 @@ from mmengine.registry import HOOKS
 
 @HOOKS.register_module()
 class SigkillAtIterHook(Hook):
+    priority = 'LOWEST'  # after the logger has written the iteration
+
     def __init__(self, iteration):
         self.iteration = iteration
 

@@ -262,4 +262,3 @@ class RepGhostNet(BaseModule):
             if isinstance(module, (RepGhostBottleneck, ConvNormAct)):
                 module.switch_to_deploy()
         self.deploy = True
-

@@ -3,8 +3,7 @@ from mmcv.cnn import build_activation_layer
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_bool, check_layer_cfg,
-                     check_odd_kernel, check_positive_int, fuse_conv_bn_)
+from ..utils import build_conv_norm, check_conv_block_args, fuse_conv_bn_
 
 
 class ConvNormAct(BaseModule):
@@ -19,13 +18,8 @@ class ConvNormAct(BaseModule):
                  stride: int = 1, norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'), deploy: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        check_positive_int('in_channels', in_channels)
-        check_positive_int('out_channels', out_channels)
-        check_odd_kernel('kernel_size', kernel_size)
-        check_positive_int('stride', stride)
-        check_layer_cfg('norm_cfg', norm_cfg, FOLDABLE_NORMS)
-        check_layer_cfg('act_cfg', act_cfg, ACTIVATIONS)
-        check_bool('deploy', deploy)
+        check_conv_block_args(in_channels, out_channels, kernel_size, stride, norm_cfg, act_cfg,
+                              deploy)
         self.conv, self.bn1 = build_conv_norm(in_channels, out_channels, kernel_size, stride,
                                               norm_cfg=norm_cfg, deploy=deploy)
         self.act1 = build_activation_layer(act_cfg)

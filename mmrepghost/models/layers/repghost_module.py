@@ -5,8 +5,8 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_bool, check_layer_cfg,
-                     check_odd_kernel, check_positive_int, conv_bn_kernel_bias,
+from ..utils import (build_conv_norm, check_bool, check_conv_block_args, check_odd_kernel,
+                     conv_bn_kernel_bias,
                      conv_from_kernel_bias, fuse_conv_bn_, merge_kernel_bias)
 
 #: Re-parameterization branches of Table 6, added to the cheap depthwise conv before the act:
@@ -61,15 +61,11 @@ class RepGhostModule(BaseModule):
                  deploy: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        check_positive_int('in_channels', in_channels)
-        check_positive_int('out_channels', out_channels)
-        check_odd_kernel('kernel_size', kernel_size)
+        check_conv_block_args(in_channels, out_channels, kernel_size, stride, norm_cfg, act_cfg,
+                              deploy)
         check_odd_kernel('dw_size', dw_size)
-        check_positive_int('stride', stride)
-        check_layer_cfg('norm_cfg', norm_cfg, FOLDABLE_NORMS)
-        check_layer_cfg('act_cfg', act_cfg, ACTIVATIONS)
-        for name, flag in dict(with_act=with_act, cheap_act=cheap_act, deploy=deploy).items():
-            check_bool(name, flag)
+        check_bool('with_act', with_act)
+        check_bool('cheap_act', cheap_act)
         if isinstance(reparam_branches, str):  # ('bn') is a str, not a tuple
             raise ValueError(f'reparam_branches={reparam_branches!r} must be a sequence of '
                              f'names from {REPARAM_BRANCHES}, e.g. ({reparam_branches!r}, )')

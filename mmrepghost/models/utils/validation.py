@@ -45,3 +45,15 @@ def check_layer_cfg(name: str, cfg: Any, allowed: Tuple[str, ...]) -> None:
     layer_type = cfg.get('type') if isinstance(cfg, dict) else None
     if layer_type not in allowed:
         raise ValueError(f'{name}={cfg!r} is not supported: its type must be one of {allowed}')
+
+
+def check_conv_block_args(in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any,
+                          norm_cfg: Any, act_cfg: Any, deploy: Any) -> None:
+    """The arguments every conv + norm + act block of RepGhostNet shares."""
+    check_positive_int('in_channels', in_channels)
+    check_positive_int('out_channels', out_channels)
+    check_odd_kernel('kernel_size', kernel_size)
+    check_positive_int('stride', stride)
+    check_layer_cfg('norm_cfg', norm_cfg, FOLDABLE_NORMS)
+    check_layer_cfg('act_cfg', act_cfg, ACTIVATIONS)
+    check_bool('deploy', deploy)
