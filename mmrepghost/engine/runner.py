@@ -94,7 +94,8 @@ class RepGhostRunner(Runner):
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         _check_backbone_fits(model, checkpoint, filename, revise_keys)
-        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys)
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict,
+                                               revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint

@@ -126,8 +126,8 @@ def test_every_width_trains_one_iteration_and_saves_its_deployed_network(
     assert torch.allclose(got, expected, atol=1e-4 * max(1.0, expected.abs().max().item()))
 
 
-def test_image_classification_inferencer_runs_our_config_and_checkpoint(tiny_imagenet,
-                                                                       tmp_path):
+def test_image_classification_inferencer_runs_our_config_and_checkpoint(
+        tiny_imagenet, tmp_path):
     """The README's inference snippet: mmpretrain's inferencer, our config + a checkpoint."""
     from mmpretrain.apis import ImageClassificationInferencer
     config = osp.join(CLS, 'repghostnet_1.0x_tiny-imagenet.py')
