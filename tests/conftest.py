@@ -25,6 +25,17 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_default_scope():
+    """A Runner built in a test makes its scope the process-wide current one (mmengine's
+    DefaultScope); restore the previous state so registry lookups do not depend on test order."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
 @torch.no_grad()
 def randomize_bn_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random running statistics and affine parameters in every BN (eval-mode folding test)."""
