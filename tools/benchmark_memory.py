@@ -122,9 +122,6 @@ def build_runner(args, data_root: str, work_dir: str, samples: list):
                                         interval=args.iters)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(args.every, 10))
     cfg.log_processor = dict(type='LogProcessor', window_size=10, by_epoch=False)
-    # the deploy hook fuses for a test loop, which this run has not
-    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', [])
-                        if h.get('type') != 'RepGhostDeployHook']
     cfg.runner_type = cfg.get('runner_type', 'Runner')
     runner = RUNNERS.build(cfg)
     runner.register_hook(RSSSampler())
