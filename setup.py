@@ -1,45 +1,38 @@
-"""Install mmrepghost: RepGhostNet for mmpretrain and mmdet (OpenMMLab 2.x)."""
-import os.path as osp
-import re
+"""Build step of mmrepghost's packaging (metadata: ``pyproject.toml``).
 
-from setuptools import find_packages, setup
+OpenMMLab packages carry their configs, tools and model index under ``<package>/.mim/``: that
+is where ``mim train/test PACKAGE`` finds ``tools/train.py``/``test.py`` and configs, and where
+``_base_ = 'mmrepghost::...'`` finds shipped configs (:mod:`mmrepghost.configs`). A wheel or
+sdist build copies them there from the repository root; the source tree is left untouched.
+An editable install needs no copy: :mod:`mmrepghost.configs` reads the repository's own files.
+"""
+import os.path as osp
+import shutil
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
+#: what ``<package>/.mim/`` holds, relative to the repository root
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
-def read_version():
-    with open(osp.join(HERE, 'mmrepghost', 'version.py'), encoding='utf-8') as f:
-        return re.search(r"__version__ = '([^']+)'", f.read()).group(1)
+class BuildPyWithMim(build_py):
+    """``build_py`` that also copies :data:`MIM_FILES` into ``mmrepghost/.mim/`` of the build."""
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        target = osp.join(self.build_lib, 'mmrepghost', '.mim')
+        ignore = shutil.ignore_patterns('__pycache__', '*.pyc')
+        for name in MIM_FILES:
+            source, dest = osp.join(HERE, name), osp.join(target, name)
+            if osp.isdir(source):
+                shutil.copytree(source, dest, ignore=ignore, dirs_exist_ok=True)
+            else:
+                self.mkpath(target)
+                shutil.copyfile(source, dest)
 
 
-def parse_requirements(name):
-    """Requirement lines of ``requirements/<name>.txt`` (comments, blanks and -r dropped)."""
-    with open(osp.join(HERE, 'requirements', name), encoding='utf-8') as f:
-        lines = (line.split('#')[0].strip() for line in f)
-        return [line for line in lines if line and not line.startswith('-')]
-
-
-setup(
-    name='mmrepghost',
-    version=read_version(),
-    description='RepGhostNet (arXiv 2211.06088) backbone, deploy tooling and recipes '
-    'for mmpretrain and mmdet',
-    long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read(),
-    long_description_content_type='text/markdown',
-    license='Apache License 2.0',
-    packages=find_packages(exclude=('configs', 'tools', 'tests')),
-    python_requires='>=3.10',
-    install_requires=parse_requirements('runtime.txt'),
-    extras_require={
-        'tests': parse_requirements('tests.txt'),
-        'optional': parse_requirements('optional.txt'),
-        'all': parse_requirements('tests.txt') + parse_requirements('optional.txt'),
-    },
-    classifiers=[
-        'Programming Language :: Python :: 3.10',
-        'Programming Language :: Python :: 3.11',
-        'Programming Language :: Python :: 3.12',
-        'Topic :: Scientific/Engineering :: Artificial Intelligence',
-    ],
-    zip_safe=False,
-)
+setup(cmdclass={'build_py': BuildPyWithMim})

@@ -34,15 +34,20 @@ test_pipeline = [
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
+# mmpretrain's tools/train.py and test.py default to this collate function; written here so
+# that every entry point (mim train mmpretrain / mmrepghost, a Runner in code) batches alike
+collate_fn = dict(type='default_collate')
 train_dataloader = dict(
     batch_size=128,
     num_workers=7,
+    collate_fn=collate_fn,
     dataset=dict(type=dataset_type, data_root='data/imagenet', split='train',
                  pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=128,
     num_workers=7,
+    collate_fn=collate_fn,
     dataset=dict(type=dataset_type, data_root='data/imagenet', split='val',
                  pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
