@@ -40,6 +40,7 @@ import sys
 import tempfile
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from mmrepghost.deploy import build_model, reparameterize_model
 from mmrepghost.deploy.onnx import RawOutputs, export_onnx
@@ -201,23 +202,26 @@ def check_same_outputs(wrappers, rtol=1e-4):
                                f'(output scale {scale:.3g}): not timing different networks')
 
 
+class _RecordConcats(TorchFunctionMode):
+    """Within the ``with`` block, record the input shapes of every ``torch.cat`` call."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.cat:
+            self.shapes.append([tuple(t.shape) for t in args[0]])
+        return func(*args, **(kwargs or {}))
+
+
 def ghost_concat_shapes():
     """The input shapes of the 32 ``torch.cat`` calls of timm's GhostNet 1.0x (batch 1)."""
     import timm
     model = timm.create_model('ghostnet_100', pretrained=False).eval()
-    shapes, original = [], torch.cat
-
-    def recording_cat(tensors, *a, **k):
-        shapes.append([tuple(t.shape) for t in tensors])
-        return original(tensors, *a, **k)
-
-    torch.cat = recording_cat
-    try:
-        with torch.no_grad():
-            model(torch.randn(1, 3, 224, 224))
-    finally:
-        torch.cat = original
-    return shapes
+    with torch.no_grad(), _RecordConcats() as record:
+        model(torch.randn(1, 3, 224, 224))
+    return record.shapes
 
 
 def run_table1(args, thread_counts, rows):

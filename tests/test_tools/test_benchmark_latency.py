@@ -46,3 +46,13 @@ def test_layout_comparison_refuses_networks_that_differ():
     differ = {'a': same['a'], 'b': lambda x: (x.mean((2, 3)) * 1.01, )}
     with pytest.raises(RuntimeError, match=r"b differs from a by .* not timing different"):
         check_same_outputs(differ)
+
+
+def test_table1_records_ghostnets_concatenations_without_rebinding_torch_cat():
+    import torch
+    original = torch.cat
+    shapes = load_tool('benchmark_latency').ghost_concat_shapes()
+    assert torch.cat is original
+    # GhostNet 1.0x: 16 bottlenecks x 2 Ghost modules, each concatenating primary + cheap maps
+    assert len(shapes) == 32 and all(len(pair) == 2 for pair in shapes)
+    assert shapes[0] == [(1, 8, 112, 112), (1, 8, 112, 112)]
