@@ -51,7 +51,8 @@ case " $SUPPORTED_PY " in
   *) fail "Python $PY_VER ($PYTHON) is not supported: the pinned stack needs one of $SUPPORTED_PY (measured on 3.11). Set PYTHON=/path/to/python3.11." ;;
 esac
 
-FINGERPRINT=$(cat "$CONSTRAINTS" "$ROOT"/requirements/*.txt "$ROOT/setup.py" "${BASH_SOURCE[0]}" \
+FINGERPRINT=$(cat "$CONSTRAINTS" "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/pyproject.toml" \
+  "${BASH_SOURCE[0]}" \
   | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-16)-py$PY_VER-cuda$WITH_CUDA
 STAMP=$VENV/.mmrepghost-env
 
@@ -137,8 +138,9 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 STEP="installing mmdet, mmpretrain and the test requirements"
-say "installing mmengine, mmdet, mmpretrain, pycocotools, openmim, timm, onnx, onnxruntime, pytest"
-pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/optional.txt"
+say "installing mmengine, mmdet, mmpretrain, pycocotools, openmim, timm, onnx, onnxruntime, onnxscript, pytest"
+pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/optional.txt" \
+  -r "$ROOT/requirements/deploy.txt"
 
 STEP="installing mmrepghost (editable)"
 pip_install --no-deps --no-build-isolation -e "$ROOT"

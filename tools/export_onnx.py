@@ -2,6 +2,7 @@
 """Export a RepGhostNet classifier or detector to ONNX, deployed, checked in onnxruntime.
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx [--shape H W] [--force]
+        [--exporter {torchscript,dynamo}] [--opset N]
 
 CHECKPOINT may be a training checkpoint (it is re-parameterized first) or a deploy one
 (``tools/reparameterize.py``). The graph takes ``images`` (N, 3, H, W) with dynamic N, H, W
@@ -20,8 +21,8 @@ import sys
 import torch
 
 from mmrepghost.deploy import LOAD_ERRORS, load_trained_model, reparameterize_model
-from mmrepghost.deploy.onnx import (ONNX_OPSETS, RawOutputs, compare_with_onnxruntime,
-                                    export_onnx, onnx_op_types)
+from mmrepghost.deploy.onnx import (DEFAULT_OPSETS, EXPORTER_OPSETS, RawOutputs,
+                                    compare_with_onnxruntime, export_onnx, onnx_op_types)
 from mmrepghost.utils.timing import measure_latency
 
 
@@ -35,7 +36,12 @@ def parse_args(argv=None):
     parser.add_argument('--atol', type=float, default=1e-4,
                         help='largest accepted |onnxruntime - PyTorch| / max(1, |output|) '
                         '(default 1e-4)')
-    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (11-20)')
+    parser.add_argument('--exporter', choices=list(EXPORTER_OPSETS), default='torchscript',
+                        help="torch.onnx.export's exporter: torchscript (dynamo=False, the "
+                        'default) or dynamo (dynamo=True, needs onnxscript)')
+    parser.add_argument('--opset', type=int, default=None,
+                        help='ONNX opset: 11-20 for torchscript (default 17), 18-20 for '
+                        'dynamo (default 18)')
     parser.add_argument('--latency', type=int, default=0, metavar='RUNS',
                         help='also time batch-1 inference RUNS times (median): train structure '
                         'and deployed in PyTorch, deployed in onnxruntime (default: off)')
@@ -45,9 +51,12 @@ def parse_args(argv=None):
         parser.error(f'--out must end with .onnx, got {args.out!r}')
     if any(s < 32 or s % 32 for s in args.shape):
         parser.error(f'--shape {args.shape}: H and W must be positive multiples of 32')
-    if args.opset not in ONNX_OPSETS:
-        parser.error(f'--opset must be in [{ONNX_OPSETS[0]}, {ONNX_OPSETS[-1]}], '
-                     f'got {args.opset}')
+    opsets = EXPORTER_OPSETS[args.exporter]
+    if args.opset is None:
+        args.opset = DEFAULT_OPSETS[args.exporter]
+    if args.opset not in opsets:
+        parser.error(f'--opset must be in [{opsets[0]}, {opsets[-1]}], got {args.opset} '
+                     f'(--exporter {args.exporter})')
     if not args.atol > 0:
         parser.error(f'--atol must be > 0, got {args.atol}')
     if args.latency < 0:
@@ -73,11 +82,13 @@ def main(argv=None) -> int:
         diff = reparameterize_model(model, verify=True, logger='silent')
         print(f're-parameterized {args.checkpoint}: max abs diff {diff:.3g}')
     height, width = args.shape
-    names = export_onnx(model, args.out, (1, 3, height, width), args.opset, args.force)
+    names = export_onnx(model, args.out, (1, 3, height, width), args.opset, args.force,
+                        exporter=args.exporter)
     ops = onnx_op_types(args.out)
     checks = [torch.randn(1, 3, height, width), torch.randn(2, 3, height + 64, width - 32)]
     diffs = compare_with_onnxruntime(model, args.out, checks)
-    print(f'exported {args.out}: outputs {names}; {sum(ops.values())} nodes '
+    print(f'exported {args.out} ({args.exporter} exporter, opset {args.opset}): outputs {names}; '
+          f'{sum(ops.values())} nodes '
           f'({", ".join(f"{op} {n}" for op, n in ops.most_common())})')
     worst = 0.0
     for x, (diff, scale) in zip(checks, diffs):

@@ -6,8 +6,9 @@ i.e. NMS, which plain ``torch.onnx`` cannot express without mmcv's custom ops). 
 boxes and NMS stay with mmdet's ``head.predict_by_feat`` on the outputs, in the documented
 order ``cls_score_<level>..., bbox_pred_<level>...``.
 """
+import importlib
 from collections import Counter
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -53,41 +54,79 @@ class RawOutputs(nn.Module):
         return tuple(_flatten(self._raw(images)))
 
 
-#: ONNX opsets the export is tested with (torch's TorchScript exporter, opset 17 by default)
-ONNX_OPSETS = tuple(range(11, 21))
+#: ``torch.onnx.export``'s exporters and the ONNX opsets each is tested with: the TorchScript
+#: one (``dynamo=False``) and the dynamo one (``dynamo=True``, torch's default; needs onnxscript)
+EXPORTER_OPSETS = {'torchscript': tuple(range(11, 21)), 'dynamo': tuple(range(18, 21))}
+#: the opset used when none is given, per exporter
+DEFAULT_OPSETS = {'torchscript': 17, 'dynamo': 18}
+#: opsets of the default (TorchScript) exporter
+ONNX_OPSETS = EXPORTER_OPSETS['torchscript']
 
 
 def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
-                opset: int = 17, overwrite: bool = False) -> List[str]:
+                opset: Optional[int] = None, overwrite: bool = False,
+                exporter: str = 'torchscript') -> List[str]:
     """Export ``model`` (eval mode) to ``path`` atomically; batch, height and width dynamic.
 
-    ``input_shape`` is the example input (N, C, H, W); ``opset`` one of :data:`ONNX_OPSETS`.
+    ``input_shape`` is the example input (N, C, H, W); ``exporter`` one of
+    :data:`EXPORTER_OPSETS` and ``opset`` one of its opsets (default :data:`DEFAULT_OPSETS`).
     Returns the output names.
     """
+    if exporter not in EXPORTER_OPSETS:
+        raise ValueError(f'exporter={exporter!r} is unknown; allowed: {list(EXPORTER_OPSETS)}')
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
     if shape is None or len(shape) != 4 or not all(
             isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise ValueError(f'input_shape must be 4 positive ints (N, C, H, W), '
                          f'got {input_shape!r}')
-    if opset not in ONNX_OPSETS:
-        raise ValueError(f'opset={opset!r} is not supported; allowed: '
-                         f'{ONNX_OPSETS[0]}..{ONNX_OPSETS[-1]}')
+    opsets = EXPORTER_OPSETS[exporter]
+    opset = DEFAULT_OPSETS[exporter] if opset is None else opset
+    if opset not in opsets:
+        raise ValueError(f'opset={opset!r} is not supported; allowed: {opsets[0]}..{opsets[-1]} '
+                         f'(exporter={exporter!r})')
+    if exporter == 'dynamo':
+        _require_onnxscript()
     wrapper = RawOutputs(model).eval()
     example = torch.randn(*input_shape)
     names = wrapper.output_names(example)
-    dynamic = {'images': {0: 'batch', 2: 'height', 3: 'width'}}
-    for name in names:
-        dynamic[name] = {0: 'batch'}
     import onnx
     with atomic_write(path, overwrite) as tmp, torch.no_grad():
-        torch.onnx.export(wrapper, (example, ), tmp, dynamo=False, opset_version=opset,
-                          input_names=['images'], output_names=names,
-                          dynamic_axes=dynamic, do_constant_folding=True)
+        if exporter == 'dynamo':
+            _export_dynamo(wrapper, example, tmp, opset, names)
+        else:
+            dynamic = {'images': {0: 'batch', 2: 'height', 3: 'width'}}
+            dynamic.update({name: {0: 'batch'} for name in names})
+            torch.onnx.export(wrapper, (example, ), tmp, dynamo=False, opset_version=opset,
+                              input_names=['images'], output_names=names,
+                              dynamic_axes=dynamic, do_constant_folding=True)
         proto = onnx.load(tmp)
         if fold_batch_flatten_reshapes(proto.graph):
             onnx.checker.check_model(proto)
             onnx.save(proto, tmp)
     return names
+
+
+def _require_onnxscript() -> None:
+    try:
+        importlib.import_module('onnxscript')
+    except ImportError as error:
+        raise ImportError("exporter='dynamo' needs the onnxscript package: pip install onnxscript "
+                          '(pinned: pip install -c requirements/constraints.txt '
+                          '-r requirements/deploy.txt)') from error
+
+
+def _export_dynamo(wrapper: nn.Module, example: Tensor, path: str, opset: int,
+                   names: List[str]) -> None:
+    """``torch.onnx.export(dynamo=True)``: ``torch.export`` with symbolic batch, height, width.
+
+    ``external_data=False`` keeps the weights in the one file (torch's default writes them to
+    ``<path>.data``, which the atomic rename would leave behind under the temporary name).
+    """
+    dims = {axis: torch.export.Dim(name) for axis, name in ((0, 'batch'), (2, 'height'),
+                                                            (3, 'width'))}
+    torch.onnx.export(wrapper, (example, ), path, dynamo=True, opset_version=opset,
+                      input_names=['images'], output_names=names,
+                      dynamic_shapes={'images': dims}, external_data=False, verbose=False)
 
 
 def _constant_values(graph) -> dict:
