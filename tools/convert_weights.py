@@ -6,7 +6,9 @@
 ``classifier`` (default) loads into the ImageClassifier of ``configs/cls`` and, through
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``, into detectors;
 ``backbone`` writes the backbone keys alone (``init_cfg`` without ``prefix``). SRC is never
-modified; DST is written atomically and only replaced with ``--force``.
+modified; DST is written atomically and only replaced with ``--force``. Both layouts carry
+the 1000 ImageNet class names as ``meta['dataset_meta']`` (what mmpretrain's ``get_model`` and
+inferencers read).
 """
 import argparse
 import os.path as osp
@@ -48,8 +50,12 @@ def main(argv=None) -> int:
             ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    classes = meta.get('dataset_meta', {}).get('classes')
+    names = (f'{len(classes)} ImageNet class names' if classes else
+             f'no class names ({meta["num_classes"]} classes, not ImageNet-1k)')
     print(f'converted {args.src} ({meta["source"]}, {meta["weights"]}) -> {args.dst}: '
-          f'RepGhostNet {meta["arch"]}, {meta["layout"]} layout, {len(state_dict)} tensors')
+          f'RepGhostNet {meta["arch"]}, {meta["layout"]} layout, {len(state_dict)} tensors, '
+          f'{names}')
     return 0
 
 

@@ -6,19 +6,20 @@
 Loads CHECKPOINT into the model of CONFIG, re-parameterizes every fusable module, checks the
 outputs before/after on a random batch (prints the max abs diff), and writes OUT.pth (the
 deploy weights, with the checkpoint's meta) and OUT.py (CONFIG with
-``model.backbone.deploy=True``), both atomically. ``mim test`` with OUT.py and OUT.pth gives
-the metrics of CONFIG and CHECKPOINT. CHECKPOINT and CONFIG are never overwritten; existing
-outputs are replaced only with ``--force``; an already deployed checkpoint is reported and
-nothing is written.
+``model.backbone.deploy=True``), both atomically (:func:`mmrepghost.deploy.save_deployed`).
+The class names (``meta['dataset_meta']``, read by mmdet's and mmpretrain's inferencers) are
+the checkpoint's; a checkpoint without them gets those of CONFIG's dataset, with a warning.
+``mim test`` with OUT.py and OUT.pth gives the metrics of CONFIG and CHECKPOINT. CHECKPOINT
+and CONFIG are never overwritten; existing outputs are replaced only with ``--force``; an
+already deployed checkpoint is reported and nothing is written.
 """
 import argparse
 import os.path as osp
 import sys
+import warnings
 
-from mmrepghost.deploy import (LOAD_ERRORS, find_reparameterizable,
-                               load_trained_model, reparameterize_model)
-from mmrepghost.utils import save_checkpoint_atomic
-from mmrepghost.utils.deploy_config import write_deploy_config
+from mmrepghost.deploy import (LOAD_ERRORS, DatasetMetaWarning, find_reparameterizable,
+                               load_trained_model, reparameterize_model, save_deployed)
 
 
 def parse_args(argv=None):
@@ -50,10 +51,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out_config = osp.splitext(args.out)[0] + '.py'
     try:
-        loaded = load_trained_model(args.config, args.checkpoint)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', DatasetMetaWarning)
+            loaded = load_trained_model(args.config, args.checkpoint)
     except LOAD_ERRORS as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    for warning in caught:  # printed, not filtered away by an earlier identical warning
+        if issubclass(warning.category, DatasetMetaWarning):
+            print(f'warning: {warning.message}', file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     if loaded.is_deploy:
         print(f'{args.checkpoint} is already a deploy checkpoint (re-parameterized); nothing to '
               'do, nothing written.')
@@ -62,11 +71,14 @@ def main(argv=None) -> int:
         print(f'error: the model of {args.config} has no re-parameterizable module (e.g. a '
               'RepGhostNet backbone); nothing to deploy, nothing written.', file=sys.stderr)
         return 2
+    if not loaded.meta.get('dataset_meta'):
+        print(f'error: {args.checkpoint} has no class names (meta["dataset_meta"]) and the '
+              f'dataset of {args.config} names none; pass the training config (with its '
+              'dataloaders)', file=sys.stderr)
+        return 2
     diff = reparameterize_model(loaded.model, verify=True, input_size=tuple(args.input_size))
-    meta = dict(loaded.meta, deploy=True, source_checkpoint=osp.abspath(args.checkpoint))
-    save_checkpoint_atomic(dict(meta=meta, state_dict=loaded.model.state_dict()), args.out,
-                           overwrite=args.force)
-    write_deploy_config(loaded.cfg, out_config, overwrite=args.force)
+    meta = dict(loaded.meta, source_checkpoint=osp.abspath(args.checkpoint))
+    save_deployed(loaded.model, loaded.cfg, args.out, meta, overwrite=args.force)
     print(f'deployed {args.checkpoint} -> {args.out} + {out_config}: max abs diff {diff:.3g} '
           f'(eval mode, random {args.input_size[0]}x{args.input_size[1]} batch)')
     return 0

@@ -1,4 +1,5 @@
 """Build the model of a config and fill it from a checkpoint, train or deploy structure."""
+import warnings
 from typing import NamedTuple
 
 from mmengine.config import Config
@@ -7,6 +8,7 @@ from torch import nn
 
 from ..utils import CheckpointError, load_checkpoint_file
 from ..utils.deploy_config import deploy_config
+from .dataset_meta import DatasetMetaWarning, checkpoint_dataset_meta
 
 
 class CheckpointMismatchError(ValueError):
@@ -16,7 +18,7 @@ class CheckpointMismatchError(ValueError):
 class LoadedModel(NamedTuple):
     model: nn.Module
     cfg: Config  # the training config (init_cfg of the backbone removed)
-    meta: dict
+    meta: dict  # the checkpoint's, with dataset_meta (from the config for old checkpoints)
     is_deploy: bool  # the checkpoint (and model) are in the fused deploy structure
 
 
@@ -39,6 +41,8 @@ def load_trained_model(config: str, checkpoint: str) -> LoadedModel:
 
     A train-structure checkpoint gives the train-structure model; a deploy checkpoint (from
     ``tools/reparameterize.py`` or ``RepGhostDeployHook(save_deploy=True)``) the deploy one.
+    ``meta['dataset_meta']`` (also set as ``model.dataset_meta``) is the checkpoint's; for a
+    checkpoint without one it is the config's dataset's, with a :class:`DatasetMetaWarning`.
 
     Raises:
         FileNotFoundError, CheckpointError: the file is missing, empty, corrupted or unsafe.
@@ -56,10 +60,27 @@ def load_trained_model(config: str, checkpoint: str) -> LoadedModel:
         problems = fit_problems(model.state_dict(), state_dict)
         if not problems:
             model.load_state_dict(state_dict, strict=True)
+            _fill_dataset_meta(model, meta, cfg, checkpoint)
             return LoadedModel(model.eval(), cfg, meta, is_deploy)
         report = report or problems
     raise CheckpointMismatchError(
         f'{checkpoint} fits neither the train nor the deploy structure of {config}: {report}')
+
+
+def _fill_dataset_meta(model: nn.Module, meta: dict, cfg: Config, checkpoint: str) -> None:
+    """Set ``meta['dataset_meta']`` and ``model.dataset_meta`` (see :func:`load_trained_model`).
+
+    A checkpoint without class names whose config names none either (e.g. a model-only
+    config) loads with a warning and no ``dataset_meta``.
+    """
+    try:
+        meta['dataset_meta'] = checkpoint_dataset_meta(meta, cfg, checkpoint)
+    except ValueError as error:
+        meta.pop('dataset_meta', None)
+        warnings.warn(f'{checkpoint} has no dataset_meta and none comes from the config: '
+                      f'{error}', DatasetMetaWarning, stacklevel=3)
+        return
+    model.dataset_meta = meta['dataset_meta']
 
 
 def fit_problems(expected: dict, state_dict: dict) -> str:

@@ -11,6 +11,10 @@ prefix; a timm model gives a bare state dict. mmrepghost's layouts:
   i.e. the ``ImageClassifier`` of ``configs/cls``;
 * ``backbone``: the backbone keys alone, without prefix, for ``init_cfg=dict(
   type='Pretrained', checkpoint=...)`` in detectors.
+
+Both layouts carry ``meta['dataset_meta']`` with the 1000 ImageNet class names (mmpretrain's
+``IMAGENET_CATEGORIES``) when the classifier has 1000 outputs: mmpretrain's ``get_model`` and
+inferencers read the class names from there.
 """
 import argparse
 from collections import OrderedDict
@@ -146,12 +150,20 @@ def expected_state_dict(arch: str, layout: str, num_classes: int = 1000
     return state
 
 
+def imagenet_dataset_meta() -> dict:
+    """``dataset_meta`` of ImageNet-1k: mmpretrain's 1000 class names, in label order."""
+    from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
+    return dict(classes=tuple(IMAGENET_CATEGORIES))
+
+
 def convert_checkpoint(checkpoint: Mapping, source: str, layout: str = 'classifier',
                        arch: str = 'auto', weights: str = 'auto'
                        ) -> Tuple['OrderedDict[str, Tensor]', dict]:
     """Convert a loaded official/timm checkpoint; returns ``(state_dict, meta)``.
 
     ``arch='auto'`` finds the width whose names and shapes fit the checkpoint exactly.
+    ``meta['dataset_meta']`` holds the ImageNet class names for a 1000-class classifier; other
+    class counts have no known names and no ``dataset_meta``.
     """
     from ..models import ARCH_WIDTHS
     state, entry = extract_state_dict(checkpoint, source, weights)
@@ -167,8 +179,11 @@ def convert_checkpoint(checkpoint: Mapping, source: str, layout: str = 'classifi
         except ConversionError as error:
             errors[candidate] = error
             continue
-        return converted, dict(arch=candidate, source=source, layout=layout, weights=entry,
-                               num_classes=num_classes)
+        meta = dict(arch=candidate, source=source, layout=layout, weights=entry,
+                    num_classes=num_classes)
+        if num_classes == 1000:
+            meta['dataset_meta'] = imagenet_dataset_meta()
+        return converted, meta
     closest = min(errors, key=lambda a: errors[a].num_problems)
     raise ConversionError(f'no RepGhostNet width fits this checkpoint (tried: '
                           f'{", ".join(errors)}); closest is {closest}: {errors[closest]}')

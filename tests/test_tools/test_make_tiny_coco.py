@@ -77,3 +77,46 @@ def test_rejects_bad_counts(tmp_path, capsys):
     assert info.value.code == 2
     assert '--train 0 is out of range: use 1..100000' in capsys.readouterr().err
     assert not (tmp_path / 'x').exists()
+
+
+def test_shapes_categories_same_images_own_three_classes(tmp_path):
+    coco, shapes = tmp_path / 'coco', tmp_path / 'shapes'
+    make_tiny_coco.main(['--out', str(coco), '--train', '6', '--val', '2'])
+    assert make_tiny_coco.main(['--out', str(shapes), '--train', '6', '--val', '2',
+                                '--categories', 'shapes']) == 0
+    for split in ('train', 'val'):
+        ours = json.loads((shapes / f'annotations/instances_{split}2017.json').read_text())
+        ref = json.loads((coco / f'annotations/instances_{split}2017.json').read_text())
+        assert [(c['id'], c['name']) for c in ours['categories']] == [
+            (1, 'disc'), (2, 'triangle'), (3, 'rectangle')]
+        assert ours['images'] == ref['images']
+        coco_ids = {37: 1, 38: 2, 84: 3}  # sports ball, kite, book -> disc, triangle, rectangle
+        assert [dict(a, category_id=coco_ids[a['category_id']]) for a in ref['annotations']] \
+            == ours['annotations']
+        assert sorted(p.read_bytes() for p in (shapes / f'{split}2017').iterdir()) == sorted(
+            p.read_bytes() for p in (coco / f'{split}2017').iterdir())
+    # mmdet's CocoDataset reads it with the three names as metainfo, every box kept
+    dataset = CocoDataset(data_root=str(shapes), ann_file='annotations/instances_train2017.json',
+                          data_prefix=dict(img='train2017/'), pipeline=[],
+                          metainfo=dict(classes=make_tiny_coco.SHAPE_CLASSES))
+    assert dataset.metainfo['classes'] == ('disc', 'triangle', 'rectangle')
+    train = json.loads((shapes / 'annotations/instances_train2017.json').read_text())
+    labels = [i['bbox_label'] for d in dataset for i in d['instances']]
+    assert len(labels) == len(train['annotations'])
+    assert set(labels) <= {0, 1, 2} and len(set(labels)) >= 2
+
+
+def test_default_categories_are_coco_byte_for_byte(tmp_path):
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    make_tiny_coco.main(['--out', str(a), '--train', '3', '--val', '1'])
+    make_tiny_coco.main(['--out', str(b), '--train', '3', '--val', '1', '--categories', 'coco'])
+    assert digest(a) == digest(b)
+
+
+def test_rejects_unknown_categories(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        make_tiny_coco.main(['--out', str(tmp_path / 'x'), '--categories', 'voc'])
+    assert info.value.code == 2
+    assert "--categories: invalid choice: 'voc' (choose from 'coco', 'shapes')" in \
+        capsys.readouterr().err
+    assert not (tmp_path / 'x').exists()

@@ -12,7 +12,9 @@ the network worth measuring is the deployed one. The hook is a thin caller of
   the training loss are untouched;
 * ``save_deploy=True``: after training, the deployed weights and a config building the
   deploy structure are written next to the last checkpoint (``*_deploy.pth``,
-  ``*_deploy.py``), ready for ``mim test`` and export.
+  ``*_deploy.py``, by :func:`mmrepghost.deploy.save_deployed`), ready for ``mim test``,
+  export and the mmdet/mmpretrain inferencers (``meta['dataset_meta']`` is the training
+  set's metainfo, as in mmengine's own checkpoints).
 
 Works with DDP-wrapped models and SyncBN-built backbones (SyncBN folds like BN).
 """
@@ -23,11 +25,10 @@ from typing import Optional
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
-from ...deploy import find_reparameterizable, reparameterize_model
+from ...deploy import (dataset_meta_from_config, find_reparameterizable, reparameterize_model,
+                       save_deployed)
 from ...models.utils import check_bool
 from ...registry import register_hook
-from ...utils import save_checkpoint_atomic
-from ...utils.deploy_config import write_deploy_config
 
 
 def _unwrap(model):
@@ -116,9 +117,14 @@ class RepGhostDeployHook(Hook):
         deployed = copy.deepcopy(source)  # the training model stays as is
         if not self._deploy(deployed, runner, 'final'):
             return
-        checkpoint = dict(meta=dict(deploy=True, epoch=runner.epoch, iter=runner.iter,
-                                    dataset_meta=getattr(deployed, 'dataset_meta', None)),
-                          state_dict=deployed.state_dict())
-        save_checkpoint_atomic(checkpoint, f'{stem}_deploy.pth', overwrite=True)
-        write_deploy_config(runner.cfg, f'{stem}_deploy.py', overwrite=True)
+        meta = dict(epoch=runner.epoch, iter=runner.iter,
+                    dataset_meta=_dataset_meta(runner))
+        save_deployed(deployed, runner.cfg, f'{stem}_deploy.pth', meta, overwrite=True)
         runner.logger.info(f'RepGhostDeployHook: wrote {stem}_deploy.pth and {stem}_deploy.py')
+
+
+def _dataset_meta(runner) -> dict:
+    """What mmengine's Runner writes into its checkpoints: the training set's metainfo."""
+    loader = runner.train_dataloader  # built once training ran; a dict before
+    metainfo = getattr(getattr(loader, 'dataset', None), 'metainfo', None)
+    return metainfo if metainfo else dataset_meta_from_config(runner.cfg)
