@@ -21,7 +21,7 @@ mmpretrain 1.2 that ours and most users' inherit, and ``mim train mmdet
 configs/retinanet/repghost_1_3x.py`` must keep working; adding ``mmrepghost`` to
 ``MODULE2PACKAGE`` alone still leaves the wrong editable path and the unanswered scope.
 
-``import mmrepghost`` calls :func:`enable_package_bases` (listed in ``mmrepghost/__init__.py``);
+``import mmrepghost`` calls :func:`enable_package_bases` (listed in ``mmrepghost/registry.py``);
 ``tools/train.py`` and ``tools/test.py`` (the ``mim train/test mmrepghost`` entry) load every
 config after it. mmdet's and mmpretrain's own tools read the config before they import
 ``custom_imports``, so a config with ``mmrepghost::`` bases is run through

@@ -14,7 +14,7 @@ from mmrepghost.models import RepGhostNet, repghostnet_classifier_cfg
 from mmrepghost.utils import CheckpointError, UnsafeCheckpointError
 from tests.conftest import REPO_ROOT, load_tool
 
-CLASSIFIER = f'{REPO_ROOT}/configs/cls/repghostnet_1.0x_8xb128_in1k.py'
+CLASSIFIER = f'{REPO_ROOT}/configs/cls/repghost_1_0x.py'
 DETECTOR = f'{REPO_ROOT}/configs/retinanet/repghost_1_0x_tiny-coco.py'
 
 

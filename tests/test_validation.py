@@ -157,7 +157,7 @@ def test_constructor_refuses_bad_value(case):
 
 
 # (tool, argv, message on stderr); each exits with argparse's status 2 before doing anything
-CFG = 'configs/cls/repghostnet_1.0x_8xb128_in1k.py'
+CFG = 'configs/cls/repghost_1_0x.py'
 TOOL_CASES = {
     'export shape': ('export_onnx', [CFG, 'x.pth', '--out', 'o.onnx', '--shape', '100', '224'],
                      r'--shape \[100, 224\]: H and W must be positive multiples of 32'),

@@ -14,9 +14,9 @@ import argparse
 import os.path as osp
 import sys
 
-from mmrepghost.utils import (CheckpointError, ConversionError, convert_checkpoint,
-                              load_checkpoint_file, save_checkpoint_atomic)
-from mmrepghost.utils.convert import LAYOUTS, SOURCE_SAFE_GLOBALS, SOURCES, WEIGHT_CHOICES
+from mmrepghost.models.convert import (LAYOUTS, SOURCE_SAFE_GLOBALS, SOURCES, WEIGHT_CHOICES,
+                                       ConversionError, convert_checkpoint)
+from mmrepghost.utils import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
 
 
 def parse_args(argv=None):

@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     model = loaded.model
     train_model = None if loaded.is_deploy else copy.deepcopy(model)
     if not loaded.is_deploy:
-        diff = reparameterize_model(model, verify=True, logger='silent')
-        print(f're-parameterized {args.checkpoint}: max abs diff {diff:.3g}')
+        fused = reparameterize_model(model, verify=True, logger='silent')
+        print(f're-parameterized {args.checkpoint}: max abs diff {fused.max_abs_diff:.3g}')
     height, width = args.shape
     names = export_onnx(model, args.out, (1, 3, height, width), args.opset, args.force,
                         exporter=args.exporter)

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     rows = []
     for name, model in build_models(args):
         deployed = copy.deepcopy(model)
-        diff = reparameterize_model(deployed, verify=args.verify, logger='silent')
+        fused = reparameterize_model(deployed, verify=args.verify, logger='silent')
+        diff = fused.max_abs_diff
         for structure, net in (('train', model), ('deploy', deployed)):
             params, macs = count(net, args.shape)
             check = f'{diff:.1e}' if args.verify and structure == 'deploy' else '-'

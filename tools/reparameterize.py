@@ -18,8 +18,8 @@ import os.path as osp
 import sys
 import warnings
 
-from mmrepghost.deploy import (LOAD_ERRORS, DatasetMetaWarning, find_reparameterizable,
-                               load_trained_model, reparameterize_model, save_deployed)
+from mmrepghost.deploy import (LOAD_ERRORS, DatasetMetaWarning, load_trained_model,
+                               reparameterize_model, save_deployed)
 
 
 def parse_args(argv=None):
@@ -67,20 +67,21 @@ def main(argv=None) -> int:
         print(f'{args.checkpoint} is already a deploy checkpoint (re-parameterized); nothing to '
               'do, nothing written.')
         return 0
-    if not find_reparameterizable(loaded.model):
-        print(f'error: the model of {args.config} has no re-parameterizable module (e.g. a '
-              'RepGhostNet backbone); nothing to deploy, nothing written.', file=sys.stderr)
-        return 2
     if not loaded.meta.get('dataset_meta'):
         print(f'error: {args.checkpoint} has no class names (meta["dataset_meta"]) and the '
               f'dataset of {args.config} names none; pass the training config (with its '
               'dataloaders)', file=sys.stderr)
         return 2
-    diff = reparameterize_model(loaded.model, verify=True, input_size=tuple(args.input_size))
+    fused = reparameterize_model(loaded.model, verify=True, input_size=tuple(args.input_size))
+    if not fused:
+        print(f'error: the model of {args.config} has no re-parameterizable module (e.g. a '
+              'RepGhostNet backbone); nothing to deploy, nothing written.', file=sys.stderr)
+        return 2
     meta = dict(loaded.meta, source_checkpoint=osp.abspath(args.checkpoint))
     save_deployed(loaded.model, loaded.cfg, args.out, meta, overwrite=args.force)
-    print(f'deployed {args.checkpoint} -> {args.out} + {out_config}: max abs diff {diff:.3g} '
-          f'(eval mode, random {args.input_size[0]}x{args.input_size[1]} batch)')
+    height, width = args.input_size
+    print(f'deployed {args.checkpoint} -> {args.out} + {out_config}: max abs diff '
+          f'{fused.max_abs_diff:.3g} (eval mode, random {height}x{width} batch)')
     return 0
 
 

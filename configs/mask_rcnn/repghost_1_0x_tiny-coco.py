@@ -1,6 +1,6 @@
 # Mask R-CNN-RepGhostNet 1.0x on the generated tiny COCO set (tools/make_tiny_coco.py), from
 # scratch, sized for 2 CPU cores: small images, batch 4, a short schedule, 64-channel FPN/heads.
-_base_ = './repghost_1_3x.py'
+_base_ = ['./repghost_1_3x.py', '../_base_/datasets/tiny_coco.py']
 
 data_root = 'data/tiny_coco/'
 channels = 64
@@ -11,7 +11,9 @@ model = dict(
             dict(type='Kaiming', layer=['Conv2d']),
             dict(type='Constant', val=1, layer=['_BatchNorm'])
         ]),
-    neck=dict(in_channels=[24, 40, 80, 160], out_channels=channels),
+    # a new width restates the neck ([24, 40, 80, 160]; a mismatch fails when the model is built)
+    neck=dict(in_channels=[_base_.repghostnet_stage_channels['1.0x'][i]
+                           for i in _base_.model.backbone.out_indices], out_channels=channels),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=channels),
@@ -19,21 +21,10 @@ model = dict(
         mask_roi_extractor=dict(out_channels=channels),
         mask_head=dict(in_channels=channels, conv_out_channels=channels)))
 
-image_scale = (320, 320)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
+# the tiny set's pipelines, loading the masks too
+train_pipeline, test_pipeline = (
+    [dict(t, with_mask=True) if t.type == 'LoadAnnotations' else t for t in pipeline]
+    for pipeline in (_base_.tiny_coco_train_pipeline, _base_.tiny_coco_test_pipeline))
 train_dataloader = dict(
     batch_size=4, num_workers=2, dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(

@@ -3,13 +3,8 @@
 # backbone. ImageNet weights: convert the official checkpoint first:
 #   python tools/convert_weights.py repghostnet_1_3x_231M_76.37.pth.tar \
 #       checkpoints/repghostnet_1.3x_in1k.pth --from official
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmrepghost'], allow_failed_imports=False)
-# mmengine's Runner + checked checkpoint loading; without CUDA also gloo DDP and --amp (bf16)
-runner_type = 'RepGhostRunner'
-# test the deployed (re-parameterized) network; after training, also save it beside the
-# last checkpoint (*_deploy.pth + *_deploy.py). `--cfg-options custom_hooks=[]` turns it off.
-custom_hooks = [dict(type='RepGhostDeployHook', test=True, save_deploy=True)]
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '../_base_/repghost_runtime.py',
+          '../_base_/models/repghostnet_stage_channels.py']
 
 pretrained = 'checkpoints/repghostnet_1.3x_in1k.pth'
 model = dict(
@@ -21,6 +16,8 @@ model = dict(
         frozen_stages=-1,
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         norm_eval=False,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(in_channels=[32, 52, 104, 208]))
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
+# the FPN takes the channels of the backbone's outputs: [32, 52, 104, 208]
+model['neck'] = dict(in_channels=[
+    _base_.repghostnet_stage_channels['1.3x'][i] for i in model['backbone']['out_indices']])
 auto_scale_lr = dict(enable=True, base_batch_size=16)

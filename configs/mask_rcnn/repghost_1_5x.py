@@ -6,4 +6,6 @@ model = dict(
     backbone=dict(
         arch='1.5x',
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(in_channels=[36, 60, 120, 240]))
+    # a new width restates the neck ([36, 60, 120, 240]; a mismatch fails when the model is built)
+    neck=dict(in_channels=[_base_.repghostnet_stage_channels['1.5x'][i]
+                           for i in _base_.model.backbone.out_indices]))

@@ -6,13 +6,10 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from ..utils import CheckpointError, load_checkpoint_file
-from ..utils.deploy_config import deploy_config
+from ..models import check_neck_in_channels
+from ..utils import CheckpointError, CheckpointMismatchError, fit_state_dict, load_checkpoint_file
 from .dataset_meta import DatasetMetaWarning, checkpoint_dataset_meta
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint fits neither the train nor the deploy structure of the config."""
+from .deploy_config import deploy_config
 
 
 class LoadedModel(NamedTuple):
@@ -23,10 +20,17 @@ class LoadedModel(NamedTuple):
 
 
 def build_model(cfg: Config) -> nn.Module:
-    """``MODELS.build(cfg.model)`` in the config's scope (mmdet or mmpretrain)."""
+    """``MODELS.build(cfg.model)`` in the config's scope (mmdet or mmpretrain).
+
+    Raises:
+        ValueError: the neck does not fit a RepGhostNet backbone
+            (:func:`~mmrepghost.models.check_neck_in_channels`).
+    """
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     from mmengine.registry import MODELS
-    return MODELS.build(cfg.model)
+    model = MODELS.build(cfg.model)
+    check_neck_in_channels(model)
+    return model
 
 
 def _state_dict_of(checkpoint, path: str) -> dict:
@@ -57,7 +61,7 @@ def load_trained_model(config: str, checkpoint: str) -> LoadedModel:
     report = ''
     for is_deploy in (bool(meta.get('deploy')), not meta.get('deploy')):
         model = build_model(deploy_config(cfg) if is_deploy else cfg)
-        problems = fit_problems(model.state_dict(), state_dict)
+        problems = fit_state_dict(model.state_dict(), state_dict).summary()
         if not problems:
             model.load_state_dict(state_dict, strict=True)
             _fill_dataset_meta(model, meta, cfg, checkpoint)
@@ -81,19 +85,6 @@ def _fill_dataset_meta(model: nn.Module, meta: dict, cfg: Config, checkpoint: st
                       f'{error}', DatasetMetaWarning, stacklevel=3)
         return
     model.dataset_meta = meta['dataset_meta']
-
-
-def fit_problems(expected: dict, state_dict: dict) -> str:
-    """'' if ``state_dict`` has exactly the keys and shapes of ``expected``, else a summary."""
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shape = {k: tuple(getattr(v, 'shape', ())) for k, v in state_dict.items()}
-    shapes = [f'{k} {shape[k]} vs {tuple(v.shape)}' for k, v in expected.items()
-              if k in shape and shape[k] != tuple(v.shape)]
-    parts = [f'{len(items)} {what} (e.g. {items[:n]})' for items, what, n in (
-        (missing, 'missing keys', 3), (unexpected, 'unexpected keys', 3),
-        (shapes, 'of another shape, checkpoint vs model', 2)) if items]
-    return ', '.join(parts)
 
 
 #: What :func:`load_trained_model` raises for a bad checkpoint; tools report these and exit 2.

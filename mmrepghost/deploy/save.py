@@ -7,9 +7,9 @@ from mmengine.config import Config
 from torch import nn
 
 from ..utils import save_checkpoint_atomic
-from ..utils.deploy_config import write_deploy_config
 from .dataset_meta import plain
-from .reparameterize import find_reparameterizable
+from .deploy_config import write_deploy_config
+from .reparameterize import in_train_structure
 
 
 def save_deployed(model: nn.Module, cfg: Config, checkpoint_path: str, meta: Mapping,
@@ -18,7 +18,7 @@ def save_deployed(model: nn.Module, cfg: Config, checkpoint_path: str, meta: Map
 
     ``checkpoint_path`` (``.pth``) holds ``dict(meta=..., state_dict=...)`` with
     ``meta['deploy'] = True``; the config goes beside it with the suffix ``.py``
-    (:func:`~mmrepghost.utils.deploy_config.write_deploy_config`). Both are written atomically.
+    (:func:`~mmrepghost.deploy.deploy_config.write_deploy_config`). Both are written atomically.
     ``meta['dataset_meta']`` must hold the class names (``classes``): mmdet's and mmpretrain's
     inferencers read them from the checkpoint. Returns the two paths.
 
@@ -29,8 +29,7 @@ def save_deployed(model: nn.Module, cfg: Config, checkpoint_path: str, meta: Map
     """
     if not checkpoint_path.endswith('.pth'):
         raise ValueError(f'a deploy checkpoint is a .pth file, got {checkpoint_path!r}')
-    left = [name or type(module).__name__ for name, module in find_reparameterizable(model)
-            if not getattr(module, 'deploy', True)]
+    left = in_train_structure(model)  # any model may be passed: checked, not assumed
     if left:
         raise ValueError(f'{left} are in the train structure; re-parameterize the model '
                          '(mmrepghost.deploy.reparameterize_model) before saving it deployed')

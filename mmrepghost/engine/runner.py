@@ -1,6 +1,6 @@
 """mmrepghost's ``Runner``: mmengine's, plus CPU-only training and checked checkpoint loading.
 
-Select it with ``runner_type = 'RepGhostRunner'`` (the shipped configs do). Three additions:
+Select it with ``runner_type = 'RepGhostRunner'`` (the shipped configs do). Four additions:
 
 1. Distributed training without a GPU. mmengine 0.10.7's ``--launcher pytorch`` path assumes
    CUDA three times: ``init_dist`` calls ``torch.cuda.set_device``, the DDP wrapper gets
@@ -18,29 +18,31 @@ Select it with ``runner_type = 'RepGhostRunner'`` (the shipped configs do). Thre
    loads non-strictly and only warns, so a checkpoint of another width or architecture would
    be evaluated with random backbone weights; heads may still differ (fine-tuning with
    another number of classes keeps working, with mmengine's warning).
+4. The built model's neck is checked against a RepGhostNet backbone
+   (:func:`~mmrepghost.models.check_neck_in_channels`) before anything runs.
 
-It is registered as ``CPUCompatibleRunner`` too, the name used by earlier configs.
+It is registered as ``CPUCompatibleRunner`` too, the name used by earlier configs
+(``mmrepghost/registry.py``).
 """
 import datetime
 import os
 import os.path as osp
 import re
-from typing import Callable, Optional, Union
+from collections import OrderedDict
+from typing import Callable, Dict, Optional, Union
 
 import torch
 from mmengine.dist import is_distributed
-from mmengine.model import revert_sync_batchnorm
+from mmengine.model import is_model_wrapper, revert_sync_batchnorm
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmengine.registry import RUNNERS
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from mmengine.runner.checkpoint import load_state_dict
 from torch import distributed as torch_dist
 from torch import nn
 
-from ..deploy.model_loading import CheckpointMismatchError, fit_problems
+from ..models import check_neck_in_channels
 from ..registry import register_runner
-from ..utils import load_checkpoint_file
+from ..utils import CheckpointMismatchError, fit_state_dict, load_checkpoint_file
 
 
 @register_runner
@@ -50,6 +52,11 @@ class RepGhostRunner(Runner):
     @property
     def _distributed_on_cpu(self) -> bool:
         return self.distributed and not torch.cuda.is_available()
+
+    def build_model(self, model: Union[nn.Module, Dict]) -> nn.Module:
+        model = super().build_model(model)
+        check_neck_in_channels(model)
+        return model
 
     def setup_env(self, env_cfg: dict) -> None:
         if self._distributed_on_cpu and not is_distributed():
@@ -93,35 +100,34 @@ class RepGhostRunner(Runner):
         checkpoint = load_checkpoint_file(filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        _check_backbone_fits(model, checkpoint, filename, revise_keys)
-        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict,
-                                               revise_keys=revise_keys)
+        state_dict = _revised(checkpoint.get('state_dict', checkpoint), revise_keys)
+        _check_backbone_fits(model, state_dict, filename)
+        load_state_dict(model, state_dict, strict)  # mmengine's: warns about other heads
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 
 
-def _check_backbone_fits(model: nn.Module, checkpoint, filename: str, revise_keys) -> None:
+def _revised(state_dict: dict, revise_keys: list) -> dict:
+    """``state_dict`` with each ``(pattern, replacement)`` applied to its keys, in order."""
+    metadata = getattr(state_dict, '_metadata', OrderedDict())
+    state_dict = OrderedDict(state_dict)
+    for pattern, replacement in revise_keys:
+        state_dict = OrderedDict((re.sub(pattern, replacement, key), value)
+                                 for key, value in state_dict.items())
+    state_dict._metadata = metadata  # torch's per-module versions, for _load_from_state_dict
+    return state_dict
+
+
+def _check_backbone_fits(model: nn.Module, state_dict: dict, filename: str) -> None:
     """Raise ``CheckpointMismatchError`` unless the file holds the whole backbone."""
     backbone = getattr(model, 'backbone', None)
-    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
-    if not isinstance(backbone, nn.Module) or not isinstance(state_dict, dict):
+    if not isinstance(backbone, nn.Module):
         return
-    provided = {}
-    for key, value in state_dict.items():
-        for pattern, replacement in revise_keys:
-            key = re.sub(pattern, replacement, key)
-        if key.startswith('backbone.'):
-            provided[key] = value
-    expected = {f'backbone.{key}': value for key, value in backbone.state_dict().items()}
-    problems = fit_problems(expected, provided)
+    problems = fit_state_dict(backbone.state_dict(), state_dict, prefix='backbone.').summary()
     if problems:
         raise CheckpointMismatchError(
             f'{filename} does not fit the backbone of {type(model).__name__}: {problems}. A '
             'checkpoint of another width or architecture, or a deploy checkpoint for a '
             'training config (use the *_deploy.py config beside it)? Heads may differ '
             '(fine-tuning), backbones may not.')
-
-
-# the former name, used by configs written before the rename
-RUNNERS.register_module(name='CPUCompatibleRunner', module=RepGhostRunner)

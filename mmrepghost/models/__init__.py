@@ -1,8 +1,11 @@
 from .backbones import *  # noqa: F401,F403
 from .classifier import repghostnet_classifier_cfg
+from .convert import ConversionError, convert_checkpoint, convert_state_dict
+from .fusable import Fusable, is_fusable
 from .layers import *  # noqa: F401,F403
-from .neck_check import check_neck_in_channels, install_neck_check
+from .neck_check import check_neck_in_channels
 
-install_neck_check()
-
-__all__ = ['check_neck_in_channels', 'repghostnet_classifier_cfg']
+__all__ = [
+    'ConversionError', 'Fusable', 'check_neck_in_channels', 'convert_checkpoint',
+    'convert_state_dict', 'is_fusable', 'repghostnet_classifier_cfg'
+]

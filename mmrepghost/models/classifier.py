@@ -1,6 +1,6 @@
 """The ImageNet classifier of the official RepGhostNet, as an mmpretrain model config."""
 from .backbones import RepGhostNet
-from .utils import check_bool, check_positive_int, check_ratio
+from ..utils.validation import check_bool, check_positive_int, check_ratio
 
 
 def repghostnet_classifier_cfg(arch: str = '1.0x', num_classes: int = 1000,
@@ -9,7 +9,7 @@ def repghostnet_classifier_cfg(arch: str = '1.0x', num_classes: int = 1000,
 
     backbone (stage 4, the final 1x1 conv) -> global average pool -> FC to 1280 (the official
     1x1 ``conv_head`` on a 1x1 map) -> ReLU -> dropout -> FC (``classifier``).
-    ``configs/cls/_base_/models/repghostnet_1.0x.py`` is this dict for 1.0x.
+    ``configs/_base_/models/repghostnet_1.0x.py`` is this dict for 1.0x.
     """
     check_positive_int('num_classes', num_classes)
     check_ratio('dropout_rate', dropout_rate, 0, 1)

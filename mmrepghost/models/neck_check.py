@@ -1,29 +1,31 @@
-"""Check, while a detector is being built, that its neck fits the RepGhostNet outputs.
+"""Check that a built detector's neck fits the RepGhostNet outputs.
 
 A neck whose ``in_channels`` disagree with the backbone's ``out_indices`` otherwise fails
 only at the first forward pass, deep inside a convolution, with a shape error that names
-neither the config key nor the right channels. mmdet detectors assign ``self.backbone``
-before ``self.neck``; a torch module-registration hook sees the neck being attached next to a
-:class:`RepGhostNet` and compares the two at build time.
+neither the config key nor the right channels. Called explicitly where mmrepghost builds
+models: :meth:`mmrepghost.engine.RepGhostRunner.build_model` (``mim train``/``mim test``)
+and :func:`mmrepghost.deploy.build_model` (the tools).
 """
-from typing import Optional, Sequence
+from typing import Sequence
 
 from torch import nn
-from torch.nn.modules.module import register_module_module_registration_hook
 
 from .backbones import RepGhostNet
 
-_hook_handle = None
 
+def check_neck_in_channels(model: nn.Module) -> None:
+    """Raise ``ValueError`` when ``model.neck.in_channels`` do not fit ``model.backbone``.
 
-def check_neck_in_channels(backbone: RepGhostNet, neck: nn.Module) -> None:
-    """Raise ``ValueError`` when ``neck.in_channels`` does not match ``backbone.out_channels``.
-
-    Necks with a list of input channels (FPN, PAFPN, ChannelMapper, ...) are compared entry by
-    entry; a list in reverse order is accepted for necks that consume the deepest level first
-    (YOLOv3's). Necks with a single integer ``in_channels`` (YOLOF's DilatedEncoder) must match
-    the last output.
+    Only a model whose ``backbone`` is a :class:`RepGhostNet` and whose ``neck`` has integer
+    ``in_channels`` is checked; anything else passes. Necks with a list of input channels
+    (FPN, PAFPN, ChannelMapper, ...) are compared entry by entry; a list in reverse order is
+    accepted for necks that consume the deepest level first (YOLOv3's). Necks with a single
+    integer ``in_channels`` (YOLOF's DilatedEncoder) must match the last output.
     """
+    backbone = getattr(model, 'backbone', None)
+    neck = getattr(model, 'neck', None)
+    if not isinstance(backbone, RepGhostNet) or neck is None:
+        return
     expected = list(backbone.out_channels)
     got = getattr(neck, 'in_channels', None)
     if isinstance(got, int) and not isinstance(got, bool):
@@ -41,20 +43,3 @@ def check_neck_in_channels(backbone: RepGhostNet, neck: nn.Module) -> None:
         f'out_indices={backbone.out_indices}) outputs channels {expected}. '
         f'Set model.neck.in_channels={expected}, or change model.backbone.out_indices '
         f'(channels of stages {stages} at this width).')
-
-
-def _on_module_registration(parent: nn.Module, name: str,
-                            submodule: Optional[nn.Module]) -> None:
-    if name != 'neck' or submodule is None:
-        return None
-    backbone = parent._modules.get('backbone')
-    if isinstance(backbone, RepGhostNet):
-        check_neck_in_channels(backbone, submodule)
-    return None
-
-
-def install_neck_check() -> None:
-    """Install the build-time check once (idempotent; done by ``import mmrepghost``)."""
-    global _hook_handle
-    if _hook_handle is None:
-        _hook_handle = register_module_module_registration_hook(_on_module_registration)

@@ -19,15 +19,14 @@ TINY_CLASSES = 8
 
 
 def config_of(width):
-    return osp.join(CLS, f'repghostnet_{width}_8xb128_in1k.py')
+    return osp.join(CLS, f'repghost_{width.replace(".", "_")}.py')
 
 
 def test_every_width_has_a_config_and_a_deploy_config():
-    shipped = sorted(glob.glob(osp.join(CLS, 'repghostnet_*_8xb128_in1k.py')))
+    shipped = sorted(glob.glob(osp.join(CLS, 'repghost_*_*x.py')))
     assert shipped == sorted(config_of(w) for w in WIDTHS)
     for width in WIDTHS:
-        deploy = Config.fromfile(osp.join(CLS, 'deploy',
-                                          f'repghostnet_{width}_deploy_8xb128_in1k.py'))
+        deploy = Config.fromfile(config_of(width)[:-len('.py')] + '_deploy.py')
         assert deploy.model.backbone.deploy is True and deploy.model.backbone.arch == width
 
 
@@ -89,7 +88,7 @@ def tiny_imagenet(tmp_path_factory):
 
 def tiny_run_cfg(config, data_root, work_dir):
     """``config`` as shipped, pointed at the tiny set: one iteration of batch 2, no val."""
-    tiny = Config.fromfile(osp.join(CLS, 'repghostnet_1.0x_tiny-imagenet.py'))
+    tiny = Config.fromfile(osp.join(CLS, 'repghost_1_0x_tiny-imagenet.py'))
     cfg = Config.fromfile(config)
     cfg.model.head.num_classes = cfg.data_preprocessor.num_classes = TINY_CLASSES
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -130,7 +129,7 @@ def test_image_classification_inferencer_runs_our_config_and_checkpoint(
         tiny_imagenet, tmp_path):
     """The README's inference snippet: mmpretrain's inferencer, our config + a checkpoint."""
     from mmpretrain.apis import ImageClassificationInferencer
-    config = osp.join(CLS, 'repghostnet_1.0x_tiny-imagenet.py')
+    config = osp.join(CLS, 'repghost_1_0x_tiny-imagenet.py')
     cfg = Config.fromfile(config)
     model = build_model(cfg)
     model.init_weights()

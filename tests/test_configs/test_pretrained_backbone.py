@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmrepghost.deploy import build_model
 from tests.conftest import REPO_ROOT
 
-CLASSIFIER = osp.join(REPO_ROOT, 'configs/cls/repghostnet_1.0x_8xb128_in1k.py')
+CLASSIFIER = osp.join(REPO_ROOT, 'configs/cls/repghost_1_0x.py')
 DETECTOR = osp.join(REPO_ROOT, 'configs/retinanet/repghost_1_0x_tiny-coco.py')
 
 
@@ -56,7 +56,7 @@ def test_wrong_prefix_or_width_is_an_error_not_a_silent_random_init(classifier, 
                                                                     message):
     model, root = classifier
     if file == 'other_width.pth':
-        cfg = Config.fromfile(CLASSIFIER.replace('1.0x', '1.3x'))
+        cfg = Config.fromfile(CLASSIFIER.replace('1_0x', '1_3x'))
         torch.save(dict(state_dict=build_model(cfg).state_dict()), root / file)
     cfg = Config.fromfile(DETECTOR)
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(root / file))

@@ -12,7 +12,7 @@ from mmrepghost.models import RepGhostNet
 from tests.conftest import REPO_ROOT, calibrate_bn_, load_tool
 
 CONFIGS = {
-    'classifier': 'configs/cls/_base_/models/repghostnet_1.0x.py',
+    'classifier': 'configs/_base_/models/repghostnet_1.0x.py',
     'retinanet': 'configs/retinanet/repghost_1_0x_tiny-coco.py',
     'mask_rcnn': 'configs/mask_rcnn/repghost_1_0x_tiny-coco.py',
 }

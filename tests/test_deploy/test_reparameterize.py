@@ -1,4 +1,5 @@
 import copy
+import logging
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmrepghost.deploy import find_reparameterizable, reparameterize_model
+from mmrepghost.deploy import Fused, reparameterize_model
 from mmrepghost.models import ARCH_WIDTHS, RepGhostNet, repghostnet_classifier_cfg
 from tests.conftest import randomize_bn_, relative_diff
 
@@ -17,12 +18,13 @@ def test_classifier_logits_unchanged_by_reparameterization(arch):
     x = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
         expected = model(x)
-    verified = reparameterize_model(model)
-    assert 0 <= verified < 1e-3
+    fused = reparameterize_model(model)
+    assert fused.modules == ('backbone', ) and 0 <= fused.max_abs_diff < 1e-3
     with torch.no_grad():
         assert relative_diff(expected, model(x)) < 1e-5
     assert not any(isinstance(m, _BatchNorm) for m in model.backbone.modules())
-    assert reparameterize_model(model) == 0.0  # idempotent: nothing left to fuse
+    again = reparameterize_model(model)  # idempotent: nothing left to fuse
+    assert again.modules == ('backbone', ) and again.max_abs_diff == 0.0
 
 
 def test_reparameterize_detector_built_by_mmdet():
@@ -46,11 +48,10 @@ def test_reparameterize_detector_built_by_mmdet():
                           loss_weight=1.0),
             loss_bbox=dict(type='L1Loss', loss_weight=1.0))))
     randomize_bn_(detector).eval()
-    assert [name for name, _ in find_reparameterizable(detector)] == ['backbone']
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         expected = detector(x, mode='tensor')
-    reparameterize_model(detector)
+    assert reparameterize_model(detector).modules == ('backbone', )
     with torch.no_grad():
         outputs = detector(x, mode='tensor')
     for level_expected, level_out in zip(sum(expected, []), sum(outputs, [])):
@@ -61,8 +62,35 @@ def test_reparameterize_detector_built_by_mmdet():
 
 def test_wrapped_model_and_training_mode_preserved():
     model = nn.Sequential(RepGhostNet('0.5x', out_indices=(2, ))).train()
-    reparameterize_model(model)
+    assert reparameterize_model(model).modules == ('0', )
     assert model[0].deploy and model[0].training
+
+
+def test_model_itself_fusable_is_named_by_its_class():
+    assert reparameterize_model(RepGhostNet('0.5x', out_indices=(2, ))).modules == (
+        'RepGhostNet', )
+
+
+def test_nothing_to_fuse_is_falsy_and_said(caplog):
+    logger = logging.getLogger('test_nothing_to_fuse')
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        fused = reparameterize_model(nn.Sequential(nn.Conv2d(3, 8, 3)), logger=logger)
+    assert not fused and fused == Fused() and fused.max_abs_diff == 0.0
+    assert 'nothing to re-parameterize: no module of Sequential' in caplog.text
+
+
+class NeverDeploys(nn.Module):
+    """A foreign fusable module whose switch_to_deploy leaves its training branches."""
+
+    deploy = False
+
+    def switch_to_deploy(self):
+        pass
+
+
+def test_training_branches_left_after_switch_are_an_error():
+    with pytest.raises(RuntimeError, match=r"\['0'\] still have training branches"):
+        reparameterize_model(nn.Sequential(NeverDeploys()))
 
 
 def test_unfusable_variant_is_refused_before_any_change():
@@ -84,4 +112,16 @@ def test_verification_reports_a_broken_fusion(monkeypatch):
 
     monkeypatch.setattr(repghost_module, 'merge_kernel_bias', broken)
     model = randomize_bn_(RepGhostNet('0.5x')).eval()
-    assert reparameterize_model(model) > 1e-2
+    assert reparameterize_model(model).max_abs_diff > 1e-2
+
+
+def test_check_fusable_runs_once_per_module(monkeypatch):
+    from mmrepghost.models import RepGhostModule
+    calls = []
+    real = RepGhostModule.check_fusable
+    monkeypatch.setattr(RepGhostModule, 'check_fusable',
+                        lambda self: calls.append(id(self)) or real(self))
+    model = RepGhostNet('0.5x', out_indices=(1, ))
+    reparameterize_model(model)
+    modules = [m for m in model.modules() if isinstance(m, RepGhostModule)]
+    assert modules and sorted(calls) == sorted(id(m) for m in modules)

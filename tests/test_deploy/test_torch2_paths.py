@@ -98,7 +98,7 @@ def test_torch_compile_matches_eager(deployed, kind):
 
 
 def test_tool_exports_with_dynamo_and_refuses_bad_exporter(tmp_path, capsys):
-    config = osp.join(REPO_ROOT, 'configs/cls/repghostnet_0.5x_8xb128_in1k.py')
+    config = osp.join(REPO_ROOT, 'configs/cls/repghost_0_5x.py')
     model = build_model(Config.fromfile(config))
     model.init_weights()
     calibrate_bn_(RawOutputs(model), (2, 3, 64, 64))

@@ -28,8 +28,8 @@ from mmrepghost.utils import load_checkpoint_file
 from tests.conftest import REPO_ROOT, TIMM_NAMES, load_tool, mim, randomize_bn_, relative_diff
 
 RETINANET = osp.join(REPO_ROOT, 'configs/retinanet/repghost_1_0x_tiny-coco.py')
-CLASSIFIER = osp.join(REPO_ROOT, 'configs/cls/repghostnet_1.0x_tiny-imagenet.py')
-IN1K = osp.join(REPO_ROOT, 'configs/cls/repghostnet_1.0x_8xb128_in1k.py')
+CLASSIFIER = osp.join(REPO_ROOT, 'configs/cls/repghost_1_0x_tiny-imagenet.py')
+IN1K = osp.join(REPO_ROOT, 'configs/cls/repghost_1_0x.py')
 SHAPES = ('disc', 'triangle', 'rectangle')
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 DET_KINDS = ('epoch', 'hook_deploy', 'reparameterize')
@@ -384,7 +384,7 @@ def test_save_deployed_refuses_train_structure_and_missing_class_names(det, tmp_
 
 
 def test_reparameterize_refuses_old_checkpoint_when_config_names_no_classes(tmp_path, capsys):
-    model_only = osp.join(REPO_ROOT, 'configs/cls/_base_/models/repghostnet_1.0x.py')
+    model_only = osp.join(REPO_ROOT, 'configs/_base_/models/repghostnet_1.0x.py')
     model = build_model(Config.fromfile(model_only))
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=1)), tmp_path / 'old.pth')
     out = str(tmp_path / 'deploy.pth')

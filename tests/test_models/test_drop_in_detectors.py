@@ -11,9 +11,9 @@ from mmrepghost.models import RepGhostNet
 from tests.conftest import REPO_ROOT
 
 CONFIGS = [
-    'drop_in/faster-rcnn_repghost_1_0x_fpn_1x_coco.py',
-    'drop_in/fcos_repghost_1_0x_fpn_gn-head_1x_coco.py',
-    'drop_in/atss_repghost_1_0x_fpn_1x_coco.py',
+    'faster_rcnn/repghost_1_0x.py',
+    'fcos/repghost_1_0x.py',
+    'atss/repghost_1_0x.py',
     'retinanet/repghost_1_3x.py',
     'mask_rcnn/repghost_1_3x.py',
 ]

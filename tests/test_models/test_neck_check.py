@@ -1,12 +1,14 @@
-"""A neck that does not fit the RepGhostNet outputs fails while the detector is built."""
+"""A neck that does not fit the RepGhostNet outputs fails where mmrepghost builds the
+detector (the tools' builder and RepGhostRunner), and nowhere implicitly."""
 import os.path as osp
 import re
 
 import pytest
-from mmdet.registry import MODELS
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
 from torch import nn
 
+from mmrepghost.deploy import build_model
 from mmrepghost.models import RepGhostNet, check_neck_in_channels
 from tests.conftest import REPO_ROOT
 
@@ -16,7 +18,7 @@ def build_detector(config, **model_options):
     cfg.model.backbone.init_cfg = None
     cfg.merge_from_dict({f'model.{k}': v for k, v in model_options.items()})
     cfg.model._scope_ = 'mmdet'
-    return MODELS.build(cfg.model)
+    return build_model(cfg)
 
 
 def test_shipped_tiny_configs_build_with_matching_channels():
@@ -68,20 +70,63 @@ class Detector(nn.Module):
     ('not channels', True),  # nothing comparable: left to the neck itself
 ])
 def test_rule_for_list_reversed_and_single_input_necks(in_channels, ok):
-    backbone = RepGhostNet(arch='1.0x', out_indices=(1, 2, 3))
+    detector = Detector(RepGhostNet(arch='1.0x', out_indices=(1, 2, 3)), ListNeck(in_channels))
     if ok:
-        Detector(backbone, ListNeck(in_channels))
-        check_neck_in_channels(backbone, ListNeck(in_channels))
+        check_neck_in_channels(detector)
     else:
         with pytest.raises(ValueError, match=re.escape(f'in_channels={in_channels!r}')):
-            Detector(backbone, ListNeck(in_channels))
+            check_neck_in_channels(detector)
 
 
 def test_only_a_neck_next_to_a_repghostnet_is_checked():
     parent = nn.Module()
     parent.backbone = nn.Conv2d(3, 8, 3)
     parent.neck = ListNeck([1, 2, 3])  # not a RepGhostNet backbone: not ours to judge
+    check_neck_in_channels(parent)
     other = nn.Module()
     other.backbone = RepGhostNet(arch='0.5x', out_indices=(3, ))
     other.head = ListNeck([999])  # only the attribute named `neck` is a neck
-    assert other.head.in_channels == [999]
+    check_neck_in_channels(other)
+    check_neck_in_channels(nn.Conv2d(3, 8, 3))  # no backbone, no neck: nothing to check
+
+
+def test_assigning_a_neck_has_no_hidden_check():
+    """No process-wide module hook: only the explicit call raises."""
+    parent = nn.Module()
+    parent.backbone = RepGhostNet(arch='0.5x', out_indices=(3, ))
+    parent.neck = ListNeck([999])
+    with pytest.raises(ValueError, match=r'ListNeck in_channels=\[999\] do not match'):
+        check_neck_in_channels(parent)
+
+
+def tiny_retinanet(neck_in_channels):
+    return dict(
+        type='RetinaNet',
+        data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
+        backbone=dict(type='RepGhostNet', arch='0.5x', out_indices=(1, 2, 3)),
+        neck=dict(type='FPN', in_channels=neck_in_channels, out_channels=16, num_outs=3),
+        bbox_head=dict(
+            type='RetinaHead', num_classes=2, in_channels=16, feat_channels=16, stacked_convs=1,
+            anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                                  scales_per_octave=1, ratios=[1.0], strides=[8, 16, 32]),
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0],
+                            target_stds=[1.0, 1.0, 1.0, 1.0]),
+            loss_cls=dict(type='FocalLoss', use_sigmoid=True, loss_weight=1.0),
+            loss_bbox=dict(type='L1Loss', loss_weight=1.0)))
+
+
+def runner_cfg(tmp_path, neck_in_channels):
+    return Config(dict(runner_type='RepGhostRunner', default_scope='mmdet',
+                       model=tiny_retinanet(neck_in_channels), work_dir=str(tmp_path),
+                       experiment_name=f'neck_check_{tmp_path.name}', launcher='none',
+                       env_cfg=dict(dist_cfg=dict(backend='gloo'))))
+
+
+def test_repghost_runner_checks_the_neck_when_it_builds_the_model(tmp_path):
+    runner = RUNNERS.build(runner_cfg(tmp_path / 'ok', [20, 40, 80]))
+    assert type(runner).__name__ == 'RepGhostRunner'
+    assert list(runner.model.neck.in_channels) == [20, 40, 80]
+    with pytest.raises(ValueError, match=re.escape(
+            'FPN in_channels=[24, 48, 96] do not match the backbone') + '.*' + re.escape(
+                'Set model.neck.in_channels=[20, 40, 80]')):
+        RUNNERS.build(runner_cfg(tmp_path / 'wrong', [24, 48, 96]))

@@ -81,8 +81,9 @@ def test_sdist_and_wheel_carry_configs_tools_and_model_index(dist):
         wheel_names = set(whl.namelist())
         metadata = whl.read(f'mmrepghost-{__version__}.dist-info/METADATA').decode()
     for name in ('configs/retinanet/repghost_1_3x.py', 'configs/mask_rcnn/repghost_1_3x.py',
-                 'configs/cls/repghostnet_1.0x_8xb128_in1k.py', 'configs/retinanet/metafile.yml',
-                 'configs/_base_/repghostnet_1.0x_fpn_backbone.py', 'tools/train.py',
+                 'configs/cls/repghost_1_0x.py', 'configs/retinanet/metafile.yml',
+                 'configs/_base_/models/repghostnet_1.0x_fpn_backbone.py',
+                 'configs/_base_/repghost_runtime.py', 'tools/train.py',
                  'tools/test.py', 'tools/make_tiny_coco.py', 'model-index.yml'):
         assert name in sdist_names, name
         assert f'mmrepghost/.mim/{name}' in wheel_names, name
@@ -152,9 +153,9 @@ def test_user_config_inherits_trains_tests_and_deploys(user):
     assert 'epoch_8_deploy' in snippet and '000000000001.jpg' in snippet
     snippet = snippet.replace('epoch_8_deploy', 'epoch_1_deploy').replace(
         '000000000001.jpg', first_val)
-    snippet += ("import json\nprediction = result['predictions'][0]\nprint('RESULT', json.dumps("
-                "dict(classes=list(inferencer.model.dataset_meta['classes']), n=[len(prediction[k]) "
-                "for k in ('labels', 'scores', 'bboxes')])))\n")
+    snippet += ("import json\nprediction = result['predictions'][0]\n"
+                "print('RESULT', json.dumps(dict(classes=list(inferencer.model.dataset_meta["
+                "'classes']), n=[len(prediction[k]) for k in ('labels', 'scores', 'bboxes')])))\n")
     output = run([user['python'], '-c', snippet], project, user['env'])
     found = json.loads(output.split('RESULT ', 1)[1].splitlines()[0])
     assert found['classes'] == CLASSES and len(set(found['n'])) == 1, found
@@ -174,9 +175,9 @@ def test_shipped_configs_by_name_through_mim(user):
     options = [f'{loader}.dataset.data_root=data/tiny_imagenet' for loader in (
         'train_dataloader', 'val_dataloader', 'test_dataloader')] + [
         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', *IN_PROCESS_LOADING]
-    mim(user, 'train', 'mmrepghost', 'repghostnet_1.0x_tiny-imagenet.py', '--work-dir',
+    mim(user, 'train', 'mmrepghost', 'repghost_1_0x_tiny-imagenet.py', '--work-dir',
         'work_dirs/cls', '--cfg-options', *options)
-    log = mim(user, 'test', 'mmrepghost', 'repghostnet_1.0x_tiny-imagenet.py', '--checkpoint',
+    log = mim(user, 'test', 'mmrepghost', 'repghost_1_0x_tiny-imagenet.py', '--checkpoint',
               'work_dirs/cls/epoch_1.pth', '--cfg-options', *options)
     assert re.search(r'accuracy/top1: [0-9.]+', log), log[-2000:]
     assert 'test model deployed (backbone)' in log

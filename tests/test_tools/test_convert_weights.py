@@ -13,7 +13,7 @@ from mmrepghost.models import ARCH_WIDTHS, RepGhostNet, repghostnet_classifier_c
 from tests.conftest import REPO_ROOT, TIMM_NAMES, load_tool, randomize_bn_
 
 convert_weights = load_tool('convert_weights')
-MODEL_CFG = os.path.join(REPO_ROOT, 'configs/cls/_base_/models/repghostnet_1.0x.py')
+MODEL_CFG = os.path.join(REPO_ROOT, 'configs/_base_/models/repghostnet_1.0x.py')
 
 
 def build_classifier(arch: str):

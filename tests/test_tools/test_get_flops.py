@@ -61,7 +61,7 @@ def test_tool_rejects_unknown_width():
 
 
 def test_tool_counts_a_config(capsys):
-    cfg = f'{REPO_ROOT}/configs/cls/_base_/models/repghostnet_1.0x.py'
+    cfg = f'{REPO_ROOT}/configs/_base_/models/repghostnet_1.0x.py'
     assert load_tool('get_flops').main(['--config', cfg]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if 'repghostnet_1.0x' in line]
     assert [r.split('|')[2].strip() for r in rows] == ['train', 'deploy']

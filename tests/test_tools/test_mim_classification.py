@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import REPO_ROOT, load_tool, mim
 
 pytestmark = pytest.mark.slow
-CONFIG = osp.join(REPO_ROOT, 'configs/cls/repghostnet_1.0x_tiny-imagenet.py')
+CONFIG = osp.join(REPO_ROOT, 'configs/cls/repghost_1_0x_tiny-imagenet.py')
 
 
 def top1(log):

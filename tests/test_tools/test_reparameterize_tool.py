@@ -10,7 +10,7 @@ from mmrepghost.deploy.onnx import RawOutputs
 from tests.conftest import REPO_ROOT, calibrate_bn_, load_tool
 
 DETECTOR = osp.join(REPO_ROOT, 'configs/retinanet/repghost_1_0x_tiny-coco.py')
-CLASSIFIER = osp.join(REPO_ROOT, 'configs/cls/_base_/models/repghostnet_1.0x.py')
+CLASSIFIER = osp.join(REPO_ROOT, 'configs/_base_/models/repghostnet_1.0x.py')
 
 
 def save_trained(config, path, input_shape):

@@ -25,10 +25,9 @@ from typing import Optional
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
-from ...deploy import (dataset_meta_from_config, find_reparameterizable, reparameterize_model,
-                       save_deployed)
-from ...models.utils import check_bool
+from ...deploy import dataset_meta_from_config, reparameterize_model, save_deployed
 from ...registry import register_hook
+from ...utils.validation import check_bool
 
 
 def _unwrap(model):
@@ -64,38 +63,27 @@ class RepGhostDeployHook(Hook):
         self.verify = verify
         self._training_model = None
 
-    def _deploy(self, model, runner, what: str) -> bool:
-        """Fuse ``model`` in place; False (and a warning) when nothing is fusable."""
-        modules = [name or type(m).__name__ for name, m in find_reparameterizable(model)]
-        if not modules:
-            runner.logger.warning(f'RepGhostDeployHook: nothing to re-parameterize in the '
-                                  f'{what} model')
-            return False
-        diff = reparameterize_model(model, verify=self.verify, logger=runner.logger)
-        left = [name for name, module in find_reparameterizable(model)
-                if not getattr(module, 'deploy', True)]
-        if left:
-            raise RuntimeError(f'RepGhostDeployHook: {left} still have training branches')
-        runner.logger.info(f'RepGhostDeployHook: {what} model deployed ({", ".join(modules)}), '
-                           f'no re-parameterization branches left, max abs diff {diff:.3g}')
-        return True
-
-    def _deployed_copy(self, runner, what: str):
-        deployed = copy.deepcopy(_unwrap(runner.model))
-        self._deploy(deployed, runner, what)
-        return deployed
+    def _deployed_copy(self, runner, model, what: str):
+        """A fused copy of ``model`` and what was fused (falsy: nothing, with a warning)."""
+        deployed = copy.deepcopy(model)  # the model given stays as is
+        fused = reparameterize_model(deployed, verify=self.verify, logger=runner.logger)
+        if fused:
+            runner.logger.info(
+                f'RepGhostDeployHook: {what} model deployed ({", ".join(fused.modules)}), no '
+                f're-parameterization branches left, max abs diff {fused.max_abs_diff:.3g}')
+        return deployed, fused
 
     def before_test_epoch(self, runner) -> None:
         # A fused copy replaces the runner's model (and stays after the test): EMAHook swaps
         # its averaged weights in before this hook and back after the test, parameter by
         # parameter, which the fused structure would not survive.
         if self.test:
-            runner.model = self._deployed_copy(runner, 'test')
+            runner.model, _ = self._deployed_copy(runner, _unwrap(runner.model), 'test')
 
     def before_val_epoch(self, runner) -> None:
         if self.val:
             self._training_model = runner.model
-            runner.model = self._deployed_copy(runner, 'validation')
+            runner.model, _ = self._deployed_copy(runner, _unwrap(runner.model), 'validation')
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         if self._training_model is not None:
@@ -111,16 +99,19 @@ class RepGhostDeployHook(Hook):
                 stem = osp.splitext(f.read().strip())[0]
         else:
             stem = osp.join(runner.work_dir, f'epoch_{runner.epoch}')
-        # the weights the last checkpoint holds: EMAHook's average when EMA is on
-        source = next((hook.ema_model.module for hook in runner.hooks
-                       if isinstance(hook, EMAHook)), _unwrap(runner.model))
-        deployed = copy.deepcopy(source)  # the training model stays as is
-        if not self._deploy(deployed, runner, 'final'):
+        deployed, fused = self._deployed_copy(runner, _saved_weights(runner), 'final')
+        if not fused:
             return
         meta = dict(epoch=runner.epoch, iter=runner.iter,
                     dataset_meta=_dataset_meta(runner))
         save_deployed(deployed, runner.cfg, f'{stem}_deploy.pth', meta, overwrite=True)
         runner.logger.info(f'RepGhostDeployHook: wrote {stem}_deploy.pth and {stem}_deploy.py')
+
+
+def _saved_weights(runner):
+    """The model whose weights the last checkpoint holds: EMAHook's average when EMA is on."""
+    return next((hook.ema_model.module for hook in runner.hooks if isinstance(hook, EMAHook)),
+                _unwrap(runner.model))
 
 
 def _dataset_meta(runner) -> dict:

@@ -9,8 +9,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import register_model
 from ..layers import ConvNormAct, RepGhostBottleneck
-from ..utils import (ACTIVATIONS, FOLDABLE_NORMS, build_conv_norm, check_bool, check_in_range,
-                     check_layer_cfg, check_positive_int, fuse_conv_bn_, make_divisible)
+from ...utils.validation import (ACTIVATIONS, FOLDABLE_NORMS, check_bool, check_in_range,
+                                 check_layer_cfg, check_positive_int)
+from ..utils import build_conv_norm, fuse_conv_bn_, make_divisible
 from ..utils.pretrained import load_pretrained_
 
 #: The eight widths of the paper (Table 3) and their aliases.
@@ -42,6 +43,7 @@ class RepGhostNet(BaseModule):
     stage 4 feeds the classifier (pool -> 1x1 conv to 1280 -> ReLU -> dropout -> FC, see
     ``configs/cls``). Submodule names equal the official and timm checkpoints' keys, so their
     ImageNet weights load with only a ``backbone.`` prefix (``tools/convert_weights.py``).
+    Implements :class:`~mmrepghost.models.Fusable`.
 
     Args:
         arch (str): width alias, one of :data:`ARCH_WIDTHS` (``'0.5x'`` ... ``'2.0x'``).
@@ -259,6 +261,8 @@ class RepGhostNet(BaseModule):
         self.check_fusable()
         fuse_conv_bn_(self, 'conv_stem', 'bn1')
         for module in self.blocks.modules():
-            if isinstance(module, (RepGhostBottleneck, ConvNormAct)):
+            if isinstance(module, RepGhostBottleneck):
+                module._fuse()  # checked above, once
+            elif isinstance(module, ConvNormAct):
                 module.switch_to_deploy()
         self.deploy = True

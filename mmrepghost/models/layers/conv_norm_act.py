@@ -3,7 +3,8 @@ from mmcv.cnn import build_activation_layer
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..utils import build_conv_norm, check_conv_block_args, fuse_conv_bn_
+from ...utils.validation import check_conv_block_args
+from ..utils import build_conv_norm, fuse_conv_bn_
 
 
 class ConvNormAct(BaseModule):

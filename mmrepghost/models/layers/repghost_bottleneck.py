@@ -5,8 +5,8 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils import (build_conv_norm, check_bool, check_odd_kernel, check_positive_int,
-                     check_ratio, fuse_conv_bn_)
+from ...utils.validation import check_bool, check_odd_kernel, check_positive_int, check_ratio
+from ..utils import build_conv_norm, fuse_conv_bn_
 from .repghost_module import RepGhostModule
 from .squeeze_excite import SqueezeExcite
 
@@ -24,6 +24,7 @@ class RepGhostBottleneck(BaseModule):
         x -> shortcut: identity, or dwconv k (stride) + BN -> 1x1 conv + BN ---^
 
     Deployed (Fig. 4c): the same chain with every BN folded: conv, ReLU, SE and add only.
+    Implements :class:`~mmrepghost.models.Fusable`.
 
     Args:
         in_channels (int): input channels.
@@ -115,8 +116,12 @@ class RepGhostBottleneck(BaseModule):
     def switch_to_deploy(self) -> None:
         """Fold every BN (RepGhost modules, downsampling and shortcut convs); idempotent."""
         self.check_fusable()  # before anything changes
-        self.ghost1.switch_to_deploy()
-        self.ghost2.switch_to_deploy()
+        self._fuse()
+
+    def _fuse(self) -> None:
+        """:meth:`switch_to_deploy` for a caller that ran :meth:`check_fusable`."""
+        self.ghost1._fuse()
+        self.ghost2._fuse()
         if self.stride > 1:
             fuse_conv_bn_(self, 'conv_dw', 'bn_dw')
         if not self.identity_shortcut:

@@ -5,9 +5,9 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils import (build_conv_norm, check_bool, check_conv_block_args, check_odd_kernel,
-                     conv_bn_kernel_bias,
-                     conv_from_kernel_bias, fuse_conv_bn_, merge_kernel_bias)
+from ...utils.validation import check_bool, check_conv_block_args, check_odd_kernel
+from ..utils import (build_conv_norm, conv_bn_kernel_bias, conv_from_kernel_bias, fuse_conv_bn_,
+                     merge_kernel_bias)
 
 #: Re-parameterization branches of Table 6, added to the cheap depthwise conv before the act:
 #: ``'bn'`` a BatchNorm on the identity (the paper's default), ``'identity'`` a plain identity,
@@ -27,6 +27,7 @@ class RepGhostModule(BaseModule):
     conv and every branch merged into the depthwise kernel. GhostNet concatenates ``x1`` with
     the cheap features (C/2 + C/2 channels); RepGhost adds them in weight space, so the module
     keeps C channels and the concatenation's memory traffic disappears at inference.
+    Implements :class:`~mmrepghost.models.Fusable`.
 
     Args:
         in_channels (int): input channels.
@@ -128,9 +129,14 @@ class RepGhostModule(BaseModule):
 
     def switch_to_deploy(self) -> None:
         """Fold every BN and merge the branches into the depthwise conv (idempotent)."""
+        if not self.deploy:
+            self.check_fusable()
+            self._fuse()
+
+    def _fuse(self) -> None:
+        """:meth:`switch_to_deploy` for a caller that ran :meth:`check_fusable`."""
         if self.deploy:
             return
-        self.check_fusable()
         fuse_conv_bn_(self.primary_conv, '0', '1')
         cheap_conv = self.cheap_operation[0]
         parts = [conv_bn_kernel_bias(cheap_conv, _as_bn(self.cheap_operation[1]))]

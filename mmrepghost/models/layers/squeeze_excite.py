@@ -3,7 +3,8 @@ from mmcv.cnn import build_activation_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils import ACTIVATIONS, check_layer_cfg, check_positive_int, check_ratio, make_divisible
+from ...utils.validation import ACTIVATIONS, check_layer_cfg, check_positive_int, check_ratio
+from ..utils import make_divisible
 
 
 class SqueezeExcite(BaseModule):

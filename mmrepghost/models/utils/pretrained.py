@@ -8,7 +8,7 @@ stages after the last requested one) are ignored.
 """
 from torch import nn
 
-from ...utils.checkpoint import load_checkpoint_file
+from ...utils import fit_state_dict, load_checkpoint_file
 
 
 def load_pretrained_(module: nn.Module, checkpoint: str, prefix: str = '') -> None:
@@ -31,10 +31,10 @@ def load_pretrained_(module: nn.Module, checkpoint: str, prefix: str = '') -> No
                 'backbone-only file; use init_cfg=dict(type=\'Pretrained\', '
                 f'checkpoint={checkpoint!r}) without prefix')
     own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    misshapen = [f'{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
-                 if k in state and state[k].shape != v.shape]
-    if missing or misshapen:
+    fit = fit_state_dict(own, state, allow_unexpected=True)
+    missing = fit.missing
+    misshapen = [f'{key}: {got} vs {want}' for key, got, want in fit.misshapen]
+    if not fit.fits:
         hint = ''
         if not prefix and any(k.startswith('backbone.') for k in state):
             hint = (" It holds 'backbone.*' keys (a classifier checkpoint): add "

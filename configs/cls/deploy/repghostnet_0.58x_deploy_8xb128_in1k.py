@@ -1,4 +1,0 @@
-# RepGhostNet 0.58x in its deployed (fused) structure: load checkpoints written by
-# tools/reparameterize.py or RepGhostDeployHook(save_deploy=True).
-_base_ = '../repghostnet_0.58x_8xb128_in1k.py'
-model = dict(backbone=dict(deploy=True))

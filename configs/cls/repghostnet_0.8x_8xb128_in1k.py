@@ -1,3 +1,0 @@
-# RepGhostNet 0.8x: the 1.0x recipe at another width (paper: 72.2 top-1).
-_base_ = './repghostnet_1.0x_8xb128_in1k.py'
-model = dict(backbone=dict(arch='0.8x'), head=dict(in_channels=768))

@@ -1,3 +1,0 @@
-# RepGhostNet 2.0x: the 1.3x recipe (RandAugment) at another width (paper: 78.8 top-1).
-_base_ = './repghostnet_1.3x_8xb128_in1k.py'
-model = dict(backbone=dict(arch='2.0x'), head=dict(in_channels=1920))
