@@ -8,28 +8,17 @@ CONFIG is a config file (which may inherit ``_base_ = 'mmrepghost::<config>'``) 
 config named ``mmrepghost::<config>``. Configs with ``RepGhostDeployHook`` test the deployed
 network; a ``*_deploy.pth`` goes with its ``*_deploy.py``.
 """
-import argparse
 import os
 import sys
 
-from mmengine.config import DictAction
-
-from mmrepghost.engine.launch import build_runner, config_for_run
+from mmrepghost.engine.launch import (build_runner, config_for_run, parse_run_arguments,
+                                      run_argument_parser)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='config file, or mmrepghost::<shipped config>')
+    parser = run_argument_parser(__doc__.split('\n\n')[0])
     parser.add_argument('checkpoint', help='checkpoint of that config')
-    parser.add_argument('--work-dir', help='where the logs and metrics go')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='key=value pairs merged into the config')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_arguments(parser, argv)
 
 
 def main(argv=None) -> int:

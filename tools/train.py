@@ -7,32 +7,20 @@
 CONFIG is a config file (which may inherit ``_base_ = 'mmrepghost::<config>'``) or a shipped
 config named ``mmrepghost::<config>``. Flags as in mmdet's and mmpretrain's ``tools/train.py``.
 """
-import argparse
-import os
 import sys
 
-from mmengine.config import DictAction
-
-from mmrepghost.engine.launch import build_runner, config_for_run
+from mmrepghost.engine.launch import (build_runner, config_for_run, parse_run_arguments,
+                                      run_argument_parser)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='config file, or mmrepghost::<shipped config>')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser = run_argument_parser(__doc__.split('\n\n')[0])
     parser.add_argument('--resume', nargs='?', const='auto',
                         help='resume from CKPT, or from the latest checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision (bf16 on CPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help="scale the learning rate by the config's auto_scale_lr")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='key=value pairs merged into the config')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_arguments(parser, argv)
 
 
 def main(argv=None) -> int:
