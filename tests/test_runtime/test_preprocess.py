@@ -1,4 +1,4 @@
-"""preprocess equals mmdet's and mmpretrain's test pipeline + data preprocessor (batch and metas)."""
+"""preprocess equals mmdet's and mmpretrain's test pipeline + data preprocessor (batch, metas)."""
 import cv2
 import numpy as np
 import pytest
