@@ -2,15 +2,26 @@
 """Export a RepGhostNet classifier or detector to ONNX, deployed, checked in onnxruntime.
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx [--shape H W] [--force]
-        [--exporter {torchscript,dynamo}] [--opset N]
+        [--end2end [--probs]] [--exporter {torchscript,dynamo}] [--opset N]
 
 CHECKPOINT may be a training checkpoint (it is re-parameterized first) or a deploy one
-(``tools/reparameterize.py``). The graph takes ``images`` (N, 3, H, W) with dynamic N, H, W
-and returns raw outputs: logits for classifiers; for detectors the dense head's
-``cls_score_<level>`` and ``bbox_pred_<level>`` maps (two-stage: the RPN's), to be decoded by
-mmdet's ``head.predict_by_feat`` (see ``mmrepghost/deploy/onnx.py``). The file is then run in
-onnxruntime at two sizes and batch sizes and compared with PyTorch; the tool fails (exit 1) if
-any output differs by more than ``--atol`` times max(1, the largest output magnitude). OUT is
+(``tools/reparameterize.py``).
+
+``--end2end`` writes the deployable graph and its sidecar (``model.json`` beside
+``model.onnx``) for ``mmrepghost_runtime``, ``tools/deploy_infer.py`` and
+``tools/deploy_test.py``: input ``input`` (N, 3, H, W), the preprocessed batch; outputs
+``dets`` (N, K, 5) and ``labels`` (N, K) (+ ``masks`` for Mask R-CNN) with decoding, score
+threshold, pre-NMS top-k and NMS of the config's ``test_cfg`` in the graph, or a classifier's
+``logits`` (``probs`` with ``--probs``). Always the TorchScript exporter at opset 17.
+
+Without it the graph takes ``images`` and returns raw outputs: logits for classifiers; for
+detectors the dense head's ``cls_score_<level>`` and ``bbox_pred_<level>`` maps (two-stage:
+the RPN's), to be decoded by mmdet's ``head.predict_by_feat`` (see
+``mmrepghost/deploy/onnx.py``).
+
+Either file is run in onnxruntime at two sizes and batch sizes and compared with PyTorch; the
+tool fails (exit 1) if any output differs by more than ``--atol`` times max(1, the largest
+output magnitude), or if detections differ in number or labels. OUT (and its sidecar) is
 written atomically, replaced only with ``--force``, and never CHECKPOINT or CONFIG.
 """
 import argparse
@@ -22,7 +33,8 @@ import torch
 
 from mmrepghost.deploy import LOAD_ERRORS, load_trained_model, reparameterize_model
 from mmrepghost.deploy.onnx import (DEFAULT_OPSETS, EXPORTER_OPSETS, RawOutputs,
-                                    compare_with_onnxruntime, export_onnx, onnx_op_types)
+                                    compare_end2end, compare_with_onnxruntime, export_end2end,
+                                    export_onnx, onnx_op_types)
 from mmrepghost.utils.timing import measure_latency
 
 
@@ -45,10 +57,19 @@ def parse_args(argv=None):
     parser.add_argument('--latency', type=int, default=0, metavar='RUNS',
                         help='also time batch-1 inference RUNS times (median): train structure '
                         'and deployed in PyTorch, deployed in onnxruntime (default: off)')
+    parser.add_argument('--end2end', action='store_true',
+                        help='deployable graph with decoding and NMS, plus its sidecar JSON')
+    parser.add_argument('--probs', action='store_true',
+                        help='with --end2end: a classifier returns softmax probs, not logits')
     parser.add_argument('--force', action='store_true', help='replace an existing --out')
     args = parser.parse_args(argv)
     if not args.out.endswith('.onnx'):
         parser.error(f'--out must end with .onnx, got {args.out!r}')
+    if args.probs and not args.end2end:
+        parser.error('--probs needs --end2end')
+    if args.end2end and (args.exporter != 'torchscript' or args.opset not in (None, 17)):
+        parser.error('--end2end always uses the torchscript exporter at opset 17 (its NMS '
+                     'and RoiAlign are written for it); drop --exporter/--opset')
     if any(s < 32 or s % 32 for s in args.shape):
         parser.error(f'--shape {args.shape}: H and W must be positive multiples of 32')
     opsets = EXPORTER_OPSETS[args.exporter]
@@ -61,11 +82,13 @@ def parse_args(argv=None):
         parser.error(f'--atol must be > 0, got {args.atol}')
     if args.latency < 0:
         parser.error(f'--latency must be >= 0 runs (0: off), got {args.latency}')
-    for name in ('checkpoint', 'config'):
-        if osp.abspath(args.out) == osp.abspath(getattr(args, name)):
-            parser.error(f'--out {args.out!r} would overwrite {name.upper()}')
-    if osp.exists(args.out) and not args.force:
-        parser.error(f'--out {args.out} exists; pass --force to replace it')
+    outputs = [args.out] + ([osp.splitext(args.out)[0] + '.json'] if args.end2end else [])
+    for out in outputs:
+        for name in ('checkpoint', 'config'):
+            if osp.abspath(out) == osp.abspath(getattr(args, name)):
+                parser.error(f'--out {args.out!r} would overwrite {name.upper()} ({out})')
+        if osp.exists(out) and not args.force:
+            parser.error(f'{out} exists; pass --force to replace it')
     return args
 
 
@@ -82,13 +105,27 @@ def main(argv=None) -> int:
         fused = reparameterize_model(model, verify=True, logger='silent')
         print(f're-parameterized {args.checkpoint}: max abs diff {fused.max_abs_diff:.3g}')
     height, width = args.shape
-    names = export_onnx(model, args.out, (1, 3, height, width), args.opset, args.force,
-                        exporter=args.exporter)
-    ops = onnx_op_types(args.out)
     checks = [torch.randn(1, 3, height, width), torch.randn(2, 3, height + 64, width - 32)]
-    diffs = compare_with_onnxruntime(model, args.out, checks)
-    print(f'exported {args.out} ({args.exporter} exporter, opset {args.opset}): outputs {names}; '
-          f'{sum(ops.values())} nodes '
+    if args.end2end:
+        try:
+            sidecar = export_end2end(model, loaded.cfg, args.out, args.checkpoint,
+                                     loaded.meta.get('dataset_meta', {}).get('classes', ()),
+                                     (1, 3, height, width), args.force, args.probs)
+        except ValueError as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
+        names = list(sidecar.outputs)
+        print(f'baked into the graph: {sidecar.postprocess}; sidecar '
+              f'{osp.splitext(args.out)[0]}.json ({len(sidecar.classes)} classes)')
+        diffs = compare_end2end(model, args.out, checks, args.probs)
+        exporter = 'end-to-end, torchscript exporter, opset 17'
+    else:
+        names = export_onnx(model, args.out, (1, 3, height, width), args.opset, args.force,
+                            exporter=args.exporter)
+        diffs = compare_with_onnxruntime(model, args.out, checks)
+        exporter = f'{args.exporter} exporter, opset {args.opset}'
+    ops = onnx_op_types(args.out)
+    print(f'exported {args.out} ({exporter}): outputs {names}; {sum(ops.values())} nodes '
           f'({", ".join(f"{op} {n}" for op, n in ops.most_common())})')
     worst = 0.0
     for x, (diff, scale) in zip(checks, diffs):
@@ -97,9 +134,9 @@ def main(argv=None) -> int:
         worst = max(worst, diff / max(1.0, scale))
     if worst > args.atol:
         print(f'error: onnxruntime differs from PyTorch by {worst:.3g} of the output scale > '
-              f'--atol {args.atol}', file=sys.stderr)
+              f'--atol {args.atol} (inf: other detections or labels)', file=sys.stderr)
         return 1
-    if args.latency:
+    if args.latency and not args.end2end:
         print_latency(train_model, model, args.out, checks[0], args.latency)
     return 0
 

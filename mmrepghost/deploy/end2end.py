@@ -133,6 +133,12 @@ class DenseDetector(nn.Module):
         self.max_per_img = int(cfg['max_per_img'])
         self.min_bbox_size = float(cfg.get('min_bbox_size', -1))
 
+    @property
+    def baked_test_cfg(self) -> dict:
+        """What the graph bakes in (the sidecar's ``postprocess``)."""
+        return dict(score_thr=self.score_thr, iou_threshold=self.iou_thr,
+                    nms_pre=self.nms_pre, max_per_img=self.max_per_img)
+
     def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
         boxes, scores, labels = self.candidates(self.head(self.detector.extract_feat(images)),
                                                 images)
@@ -187,6 +193,7 @@ class Classifier(nn.Module):
         self.classifier = classifier
         self.probs = probs
         self.output_names = ('probs', ) if probs else ('logits', )
+        self.baked_test_cfg = {}
 
     def forward(self, images: Tensor) -> Tensor:
         logits = self.classifier(images, mode='tensor')

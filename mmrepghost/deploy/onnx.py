@@ -1,12 +1,15 @@
 """ONNX export of deployed classifiers, backbones and detectors, checked in onnxruntime.
 
-Detectors are exported up to their dense head's raw outputs: backbone + neck + ``bbox_head``
-(RetinaNet, FCOS, ...) or ``rpn_head`` (two-stage detectors: the RoI heads need proposals,
-i.e. NMS, which plain ``torch.onnx`` cannot express without mmcv's custom ops). Decoding the
-boxes and NMS stay with mmdet's ``head.predict_by_feat`` on the outputs, in the documented
-order ``cls_score_<level>..., bbox_pred_<level>...``.
+Two kinds of graph. :func:`export_onnx` writes *raw* outputs, for checking and for users who
+decode in PyTorch: classifier logits, or a detector's dense head maps (``bbox_head``, or the
+``rpn_head`` of two-stage detectors) in the order ``cls_score_<level>..., bbox_pred_<level>...``,
+decoded by mmdet's ``head.predict_by_feat``. :func:`export_end2end` writes the deployable graph
+(:mod:`.end2end`: preprocessed batch in, ``dets``/``labels``[/``masks``] or ``probs`` out) and
+its sidecar JSON, the description ``mmrepghost_runtime`` needs to run it without PyTorch.
 """
+import hashlib
 import importlib
+import uuid
 from collections import Counter
 from typing import List, Optional, Sequence, Tuple
 
@@ -15,6 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from ..utils import atomic_write
+from .end2end import end2end_module, export_graph, run_batch
+from .preprocess_spec import preprocess_spec
 
 
 def _flatten(outputs) -> List[Tensor]:
@@ -208,3 +213,97 @@ def compare_with_onnxruntime(model: nn.Module, path: str,
         diffs.append((max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got)),
                       max(float(e.abs().max()) for e in expected)))
     return diffs
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _num_classes(module: nn.Module, example_outputs: List[Tensor]) -> int:
+    if module.output_names[0] in ('probs', 'logits'):
+        return int(example_outputs[0].shape[-1])
+    detector = module.detector
+    head = detector.roi_head.bbox_head if hasattr(detector, 'roi_head') else detector.bbox_head
+    return int(head.num_classes)
+
+
+def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: Sequence[str],
+                   input_shape: Sequence[int] = (1, 3, 320, 320), overwrite: bool = False,
+                   probs: bool = True, test_cfg: Optional[dict] = None):
+    """Export the deployed ``model`` end to end to ``path`` and its sidecar beside it.
+
+    ``cfg`` gives the preprocessing (test pipeline and data preprocessor, see
+    :func:`.preprocess_spec.preprocess_spec`), ``classes`` the class names (the checkpoint's
+    ``dataset_meta``), ``checkpoint`` the source file whose hash the sidecar records;
+    ``probs`` chooses a classifier's softmax ``probs`` over ``logits``; ``test_cfg`` replaces
+    the detector's. Both files are written atomically, together, replaced only with
+    ``overwrite``. The graph's ``metadata_props`` and the sidecar share a fresh export id, so
+    a runtime can tell a sidecar of another export. Returns the runtime's ``Sidecar``.
+    """
+    import onnx
+    from mmrepghost_runtime.sidecar import Sidecar, sidecar_path, write_sidecar
+    module = end2end_module(model, probs)
+    if test_cfg is not None:
+        module = type(module)(module.detector, test_cfg).eval()
+    example = torch.zeros(*input_shape)
+    with torch.no_grad():
+        outputs = module(example)
+    outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+    num_classes = _num_classes(module, outputs)
+    if len(classes) != num_classes:
+        raise ValueError(f'{len(classes)} class names ({_preview(classes)}) for a model with '
+                         f'{num_classes} classes: the names must come from its training set')
+    names = list(module.output_names)
+    task = ('classification' if names[0] in ('probs', 'logits') else
+            'instance_segmentation' if 'masks' in names else 'detection')
+    sidecar = Sidecar.from_dict(dict(
+        format='mmrepghost.deploy/1', task=task, export_id=uuid.uuid4().hex, input='input',
+        outputs=names, classes=list(classes), preprocess=preprocess_spec(cfg),
+        postprocess=module.baked_test_cfg,
+        source=dict(config=getattr(cfg, 'filename', None) or '', checkpoint=checkpoint,
+                    checkpoint_sha256=file_sha256(checkpoint))))
+    metadata = {'mmrepghost.export_id': sidecar.export_id, 'mmrepghost.task': task,
+                'mmrepghost.num_classes': str(num_classes)}
+    with atomic_write(path, overwrite) as tmp:
+        export_graph(module, tmp, example, names)
+        proto = onnx.load(tmp)
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, tmp)
+        write_sidecar(sidecar, sidecar_path(path), overwrite)
+    return sidecar
+
+
+def _preview(classes: Sequence[str], limit: int = 4) -> str:
+    shown = ', '.join(map(str, list(classes)[:limit]))
+    return shown + (', ...' if len(classes) > limit else '')
+
+
+def compare_end2end(model: nn.Module, path: str, inputs: Sequence[Tensor],
+                    probs: bool = True) -> List[Tuple[float, float]]:
+    """``(max abs difference, max abs output)`` of an end-to-end file vs eager PyTorch.
+
+    Detections are compared row by row (both are sorted by score); a different number of
+    detections or different labels count as an infinite difference.
+    """
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    module = end2end_module(model, probs)
+    sidecar_outputs = [out.name for out in session.get_outputs()]
+    results = []
+    for x in inputs:
+        expected = dict(zip(module.output_names, run_batch(module, x)))
+        got = dict(zip(sidecar_outputs, session.run(None, {'input': x.numpy()})))
+        if 'labels' in expected and not np.array_equal(expected['labels'].numpy(),
+                                                       got['labels']):
+            results.append((float('inf'), 0.0))
+            continue
+        floats = [name for name in expected if name != 'labels']
+        results.append((max(float(np.abs(expected[n].numpy() - got[n]).max()) for n in floats),
+                        max(float(expected[n].abs().max()) for n in floats)))
+    return results
