@@ -142,4 +142,3 @@ def classify(output: np.ndarray, classes: Sequence[str], is_logits: bool = False
     order = np.argsort(-scores, kind='stable')[:k].astype(np.int64)
     return Classification(scores=scores, top_indices=order, top_scores=scores[order],
                           top_names=tuple(classes[i] for i in order), classes=tuple(classes))
-
