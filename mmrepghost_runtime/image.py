@@ -17,19 +17,24 @@ class ImageError(ValueError):
     """A file that cannot be read or decoded as an image (the message names the file)."""
 
 
-def read_image(path: str) -> Tuple[np.ndarray, List[str]]:
-    """``(bgr uint8 (H, W, 3), notes)`` of the image file ``path``; :class:`ImageError`."""
+def read_image(path: str, with_notes: bool = True) -> Tuple[np.ndarray, List[str]]:
+    """``(bgr uint8 (H, W, 3), notes)`` of the image file ``path``; :class:`ImageError`.
+
+    The notes need a second decode of the file as stored (``IMREAD_UNCHANGED``);
+    ``with_notes=False`` skips it and returns no notes.
+    """
     path = str(path)
     try:
         with open(path, 'rb') as f:
             content = f.read()
     except OSError as e:
         raise ImageError(f'{path}: cannot read the file ({e.strerror or e})') from None
-    return decode_image(content, name=path)
+    return decode_image(content, name=path, with_notes=with_notes)
 
 
-def decode_image(content: bytes, name: str = '<bytes>') -> Tuple[np.ndarray, List[str]]:
-    """:func:`read_image` of encoded bytes; ``name`` is used in notes and errors."""
+def decode_image(content: bytes, name: str = '<bytes>',
+                 with_notes: bool = True) -> Tuple[np.ndarray, List[str]]:
+    """:func:`read_image` of encoded bytes; ``name`` is used in errors."""
     buffer = np.frombuffer(content, np.uint8)
     image = None
     if buffer.size:
@@ -40,7 +45,7 @@ def decode_image(content: bytes, name: str = '<bytes>') -> Tuple[np.ndarray, Lis
     if image is None or image.size == 0:
         kind = 'an empty file' if not buffer.size else 'not an image OpenCV can decode'
         raise ImageError(f'{name}: {kind} (expected a JPEG, PNG, BMP, TIFF, WebP, ... file)')
-    return image, _notes(buffer, image)
+    return image, _notes(buffer, image) if with_notes else []
 
 
 def _notes(buffer: np.ndarray, image: np.ndarray) -> List[str]:

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
             print(f'{path}: note: {note}')
     for start in range(0, len(args.images), args.batch_size):
         paths = args.images[start:start + args.batch_size]
-        images = [read_image(path)[0] for path in paths]
+        images = [read_image(path, with_notes=False)[0] for path in paths]
         results = model.predict(images, batch_size=len(images), score_thr=args.score_thr)
         for path, image, result, out in zip(paths, images, results,
                                             outputs[start:start + args.batch_size]):

@@ -84,6 +84,8 @@ def test_conversions_are_those_of_imread_color(image_files):
     assert np.array_equal(deep, (raw16 >> 8).astype(np.uint8))
     rotated, _ = read_image(image_files['exif_rotated.jpg'][0])
     assert rotated.shape[:2] == (60, 30)  # stored 30 x 60, shown rotated
+    quiet, notes = read_image(image_files['rgb16.png'][0], with_notes=False)
+    assert notes == [] and np.array_equal(quiet, deep)
 
 
 def test_not_an_image(tmp_path):
