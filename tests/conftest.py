@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from typing import Optional
+
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -94,8 +96,9 @@ def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def calibrate_bn_(model: nn.Module, input_shape=(4, 3, 64, 64), steps: int = 3,
-                  seed: int = 0) -> nn.Module:
-    """BN running statistics of random batches, as after training: activations stay O(1)."""
+                  seed: int = 0, inputs: Optional[torch.Tensor] = None) -> nn.Module:
+    """BN running statistics of random batches (or of ``inputs``), as after training:
+    activations stay O(1)."""
     gen = torch.Generator().manual_seed(seed)
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     for bn in bns:
@@ -103,8 +106,36 @@ def calibrate_bn_(model: nn.Module, input_shape=(4, 3, 64, 64), steps: int = 3,
         bn.momentum = None  # cumulative average over the calibration batches
     model.train()
     for _ in range(steps):
-        model(torch.randn(*input_shape, generator=gen))
+        model(torch.randn(*input_shape, generator=gen) if inputs is None else inputs)
     return model.eval()
+
+
+@torch.no_grad()
+def spread_head_scores_(model: nn.Module, logit_std: float = 1.0, seed: int = 0,
+                        inputs: Optional[torch.Tensor] = None) -> nn.Module:
+    """Scale a dense head's classification conv so that its logits spread like a trained one's.
+
+    An untrained mmdet head scores every prior about 0.01 (its prior_prob bias, weights
+    N(0, 0.01)): near-equal scores make the order of detections a matter of rounding, and
+    re-drawn weights saturate the sigmoid at 1.0 (ties again). The classification conv is
+    re-drawn and scaled so that its logits have std ``logit_std`` on ``inputs`` (default: a
+    random batch); its bias stays, so scores spread over roughly 1e-4..0.5.
+    """
+    head = model.bbox_head
+    classes = head.num_base_priors * head.cls_out_channels
+    [conv] = [m for name, m in head.named_modules() if isinstance(m, nn.Conv2d)
+              and 'cls' in name and m.out_channels == classes]
+    nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(seed))
+    logits = []
+    handle = conv.register_forward_hook(lambda module, args, out: logits.append(out))
+    model.eval()
+    if inputs is None:
+        inputs = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(seed))
+    head(model.extract_feat(inputs))
+    handle.remove()
+    spread = torch.cat([(out - conv.bias.view(1, -1, 1, 1)).flatten() for out in logits]).std()
+    conv.weight.mul_(logit_std / spread)
+    return model
 
 
 @pytest.fixture(scope='session')

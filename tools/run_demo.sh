@@ -6,9 +6,12 @@
 #  3. `mim test mmdet` the training structure (hook off) for its COCO bbox mAP;
 #  4. tools/reparameterize.py -> deploy checkpoint + config; `mim test mmdet` them: same mAP;
 #  5. tools/export_onnx.py -> ONNX, checked in onnxruntime, latency train vs deployed;
-#  6. draw predictions on four val images into $WORK_DIR/predictions.png;
-#  7. print both mAPs and end with the deployed network's COCO bbox mAP table.
-# CONFIG and WORK_DIR may be overridden; DEPLOY=0 skips 4-5 (e.g. for the MobileNetV2 baseline,
+#  6. tools/export_onnx.py --end2end -> model.onnx + model.json (decoding and NMS in the graph);
+#     tools/deploy_test.py: its COCO mAP in the PyTorch-free runtime (onnxruntime, OpenVINO);
+#     tools/deploy_infer.py: the runtime's drawn predictions on four val images;
+#  7. draw PyTorch's predictions on four val images into $WORK_DIR/predictions.png;
+#  8. print the mAPs and end with the deployed network's COCO bbox mAP table.
+# CONFIG and WORK_DIR may be overridden; DEPLOY=0 skips 4-6 (e.g. for the MobileNetV2 baseline,
 # CONFIG=configs/retinanet/mobilenetv2_1_0x_tiny-coco.py DEPLOY=0).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +38,15 @@ if [ "$DEPLOY" = 1 ]; then
   TABLE_LOG="$WORK_DIR/test_deploy.log"
   python tools/export_onnx.py "$CONFIG" "$CHECKPOINT" --out "$WORK_DIR/deploy/model.onnx" \
     --shape 320 320 --latency 30 --force 2>&1 | grep -v Warning | tee "$WORK_DIR/export.log"
+  python tools/export_onnx.py "$CONFIG" "$CHECKPOINT" --out "$WORK_DIR/deploy/end2end.onnx" \
+    --end2end --shape 320 320 --force 2>&1 | grep -v Warning
+  for backend in onnxruntime openvino; do
+    python tools/deploy_test.py "$CONFIG" "$WORK_DIR/deploy/end2end.onnx" --backend "$backend" \
+      --batch-size 4 2>&1 | tee "$WORK_DIR/deploy_test_$backend.log" | tail -n 1
+  done
+  python tools/deploy_infer.py "$WORK_DIR/deploy/end2end.onnx" \
+    $(ls data/tiny_coco/val2017/*.jpg | head -n 4) --out-dir "$WORK_DIR/runtime_predictions" \
+    --force | tail -n 8
 fi
 python tools/show_predictions.py "$CONFIG" "$CHECKPOINT" --images data/tiny_coco/val2017 \
   --num 4 --out "$WORK_DIR/predictions.png" --force
@@ -43,6 +55,11 @@ echo "[demo] bbox mAP, training structure: $(grep -o 'coco/bbox_mAP: [0-9.]*' \
 if [ "$DEPLOY" = 1 ]; then
   echo "[demo] bbox mAP, deployed (re-parameterized): $(grep -o 'coco/bbox_mAP: [0-9.]*' \
     "$WORK_DIR/test_deploy.log" | tail -n 1)"
+  for backend in onnxruntime openvino; do
+    echo "[demo] bbox mAP, end-to-end ONNX without PyTorch ($backend): $(grep -o \
+      'coco/bbox_mAP: [0-9.]*' "$WORK_DIR/deploy_test_$backend.log" | tail -n 1)"
+  done
+  echo "[demo] the runtime's drawn predictions: $WORK_DIR/runtime_predictions/"
   grep -E '^latency' "$WORK_DIR/export.log" | sed 's/^/[demo] /'
 fi
 echo "[demo] COCO bbox mAP of $CHECKPOINT on data/tiny_coco val:"

@@ -14,7 +14,7 @@ from mmrepghost.deploy import build_model, reparameterize_model, save_deployed
 from mmrepghost.deploy.end2end import end2end_module, export_graph
 from mmrepghost.deploy.onnx import RawOutputs, export_end2end
 from mmrepghost.deploy.preprocess_spec import preprocess_spec
-from tests.conftest import REPO_ROOT, calibrate_bn_, load_tool
+from tests.conftest import REPO_ROOT, calibrate_bn_, load_tool, spread_head_scores_
 
 ONE_STAGE = {
     'retinanet': 'configs/retinanet/repghost_1_0x_tiny-coco.py',
@@ -33,12 +33,8 @@ def deployed(config, **cfg_changes):
     model.init_weights()
     calibrate_bn_(RawOutputs(model), (2, 3, 96, 96))
     reparameterize_model(model, logger='silent')
-    head = getattr(model, 'bbox_head', None)
-    for conv in head.modules() if head is not None else ():
-        # an untrained head scores every prior ~0.01 (prior_prob): ties would decide the
-        # order; spread the scores as a trained head would
-        if isinstance(conv, torch.nn.Conv2d):
-            torch.nn.init.normal_(conv.weight, std=0.05, generator=torch.Generator().manual_seed(0))
+    if hasattr(model, 'bbox_head'):
+        spread_head_scores_(model)
     return model.eval(), cfg
 
 
