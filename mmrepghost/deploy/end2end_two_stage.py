@@ -20,9 +20,13 @@ The stages follow mmdet 3.3's ``TwoStageDetector.predict`` with the building blo
    sigmoid of each detection's own class channel, relative to its box (M x M); the runtime
    pastes it into the image as mmdet's ``_do_paste_mask`` does.
 
-Beyond :mod:`.end2end`'s note on clipping to the padded batch: a level is chosen by comparing
-the RoI scale with powers of two (the same levels as mmdet's ``floor(log2(...))``, without a
-runtime's logarithm rounding at the boundaries).
+Beyond :mod:`.end2end`'s note on clipping to the padded batch (here it also shapes the
+proposals, hence the RoI features): a level is chosen by comparing the RoI scale with powers
+of two (the same levels as mmdet's ``floor(log2(...))``, without a runtime's logarithm rounding
+at the boundaries); detections whose scores differ by less than float rounding may come in
+the other order. Supported: ``RPNHead`` + ``StandardRoIHead`` with ``SingleRoIExtractor``
+(mmcv ``RoIAlign``, average pooling), a softmax box head with ``DeltaXYWHBBoxCoder``, plain
+``nms``; anything else raises when the module is built.
 """
 from typing import List, Optional, Sequence, Tuple
 
