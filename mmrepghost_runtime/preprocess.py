@@ -8,8 +8,8 @@ Reproduces, for BGR uint8 images as :func:`~mmrepghost_runtime.image.read_image`
 * mmpretrain ``ResizeEdge`` and mmcv ``CenterCrop`` (without ``auto_pad``);
 * mmengine ``ImgDataPreprocessor`` / mmdet ``DetDataPreprocessor`` / mmpretrain
   ``ClsDataPreprocessor``: BGR -> RGB, float32, ``(x - mean) / std``, then the batch padded at
-  the bottom/right with ``pad_value`` to its largest height and width rounded up to
-  ``pad_divisor``.
+  the bottom/right with ``pad_value`` (NaN with ``nan_padding``: the detector graph reads
+  each image's extent from it) to its largest height and width rounded up to ``pad_divisor``.
 """
 import math
 from dataclasses import dataclass
@@ -161,7 +161,8 @@ def preprocess(images: Sequence[np.ndarray], spec: Union[PreprocessSpec, Mapping
             raise ValueError(f'pad_shape {tuple(pad_shape)} is smaller than the batch '
                              f'({height}, {width}) or not a multiple of {divisor}')
         height, width = pad_shape
-    batch = np.full((len(done), 3, height, width), spec.pad_value, np.float32)
+    batch = np.full((len(done), 3, height, width),
+                    np.nan if spec.nan_padding else spec.pad_value, np.float32)
     metas = []
     for i, (chw, ori_shape, scale_factor, offset) in enumerate(done):
         batch[i, :, :chw.shape[1], :chw.shape[2]] = chw

@@ -22,7 +22,7 @@ raises one :class:`SidecarError` naming the key, the value and what is allowed.
                             | null (no resize),
                     "center_crop": [W, H] | null,
                     "mean": [3 numbers], "std": [3 numbers],
-                    "pad_divisor": 32, "pad_value": 0.0},
+                    "pad_divisor": 32, "pad_value": 0.0, "nan_padding": true},
      "postprocess": {"score_thr": 0.05, "iou_threshold": 0.5, "nms_pre": 1000,
                      "max_per_img": 100, "mask_thr_binary": 0.5} | {},
      "source": {"config": "<path>", "checkpoint": "<path>", "checkpoint_sha256": "<hex>"}}
@@ -70,7 +70,7 @@ _RESIZE_KEYS = {
 _TOP_KEYS = ('format', 'task', 'export_id', 'input', 'outputs', 'classes', 'preprocess',
              'postprocess', 'source')
 _PREPROCESS_KEYS = ('color_order', 'resize', 'center_crop', 'mean', 'std', 'pad_divisor',
-                    'pad_value')
+                    'pad_value', 'nan_padding')
 _SOURCE_KEYS = ('config', 'checkpoint', 'checkpoint_sha256')
 _EXPORT_ID = re.compile(r'[0-9a-f]{32}')
 _SHA256 = re.compile(r'[0-9a-f]{64}')
@@ -116,6 +116,11 @@ class _Checker:
             return None
         if not isinstance(value, str) or not value:
             raise self.fail(key, value, 'a non-empty string' + (' or null' if optional else ''))
+        return value
+
+    def boolean(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, value, 'true or false')
         return value
 
     def integer(self, key: str, value: Any, minimum: int) -> int:
@@ -210,6 +215,9 @@ class PreprocessSpec:
     center_crop: Optional[Tuple[int, int]] = None
     pad_divisor: int = 1
     pad_value: float = 0.0
+    #: pad with NaN, not ``pad_value``: the graph reads each image's extent from it (mmdet
+    #: clips boxes per image) and fills ``pad_value`` in itself (detectors)
+    nan_padding: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping, source: Optional[str] = None) -> 'PreprocessSpec':
@@ -225,7 +233,8 @@ class PreprocessSpec:
             center_crop=None if crop is None else check.int_pair('preprocess.center_crop',
                                                                  crop),
             pad_divisor=check.integer('preprocess.pad_divisor', d['pad_divisor'], 1),
-            pad_value=check.number('preprocess.pad_value', d['pad_value']))
+            pad_value=check.number('preprocess.pad_value', d['pad_value']),
+            nan_padding=check.boolean('preprocess.nan_padding', d['nan_padding']))
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -236,6 +245,7 @@ class PreprocessSpec:
             'std': list(self.std),
             'pad_divisor': self.pad_divisor,
             'pad_value': self.pad_value,
+            'nan_padding': self.nan_padding,
         }
 
 

@@ -111,30 +111,48 @@ def calibrate_bn_(model: nn.Module, input_shape=(4, 3, 64, 64), steps: int = 3,
 
 
 @torch.no_grad()
+def spread_conv_outputs_(conv: nn.Conv2d, run, std: float, center: bool = False,
+                         seed: int = 0) -> None:
+    """Re-draw ``conv``'s weights and scale them so that its outputs (less the bias) have
+    std ``std`` while ``run()`` executes; ``center`` also sets the bias to give mean 0."""
+    nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(seed))
+    outputs = []
+    handle = conv.register_forward_hook(lambda module, args, out: outputs.append(out))
+    run()
+    handle.remove()
+    values = torch.cat([(out - conv.bias.view(1, -1, 1, 1)).flatten() for out in outputs])
+    conv.weight.mul_(std / values.std())
+    if center:
+        conv.bias.fill_(-float(values.mean()) * std / float(values.std()))
+
+
+@torch.no_grad()
 def spread_head_scores_(model: nn.Module, logit_std: float = 1.0, seed: int = 0,
                         inputs: Optional[torch.Tensor] = None) -> nn.Module:
-    """Scale a dense head's classification conv so that its logits spread like a trained one's.
+    """Make an untrained detector's scores (and masks) spread like a trained one's.
 
-    An untrained mmdet head scores every prior about 0.01 (its prior_prob bias, weights
+    An untrained mmdet dense head scores every prior about 0.01 (its prior_prob bias, weights
     N(0, 0.01)): near-equal scores make the order of detections a matter of rounding, and
     re-drawn weights saturate the sigmoid at 1.0 (ties again). The classification conv is
     re-drawn and scaled so that its logits have std ``logit_std`` on ``inputs`` (default: a
-    random batch); its bias stays, so scores spread over roughly 1e-4..0.5.
+    random batch); its bias stays (about -4.6), so scores spread below about 0.5, distinct
+    in float32. A mask head's logits are centred (an untrained one leaves most masks empty).
     """
-    head = model.bbox_head
-    classes = head.num_base_priors * head.cls_out_channels
-    [conv] = [m for name, m in head.named_modules() if isinstance(m, nn.Conv2d)
-              and 'cls' in name and m.out_channels == classes]
-    nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(seed))
-    logits = []
-    handle = conv.register_forward_hook(lambda module, args, out: logits.append(out))
-    model.eval()
     if inputs is None:
         inputs = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(seed))
-    head(model.extract_feat(inputs))
-    handle.remove()
-    spread = torch.cat([(out - conv.bias.view(1, -1, 1, 1)).flatten() for out in logits]).std()
-    conv.weight.mul_(logit_std / spread)
+    model.eval()
+    head = getattr(model, 'bbox_head', None)
+    if head is not None:
+        classes = head.num_base_priors * head.cls_out_channels
+        [conv] = [m for name, m in head.named_modules() if isinstance(m, nn.Conv2d)
+                  and 'cls' in name and m.out_channels == classes]
+        spread_conv_outputs_(conv, lambda: head(model.extract_feat(inputs)), logit_std,
+                             seed=seed)
+    mask_head = getattr(getattr(model, 'roi_head', None), 'mask_head', None)
+    if mask_head is not None:
+        from mmrepghost.deploy.end2end import end2end_module
+        spread_conv_outputs_(mask_head.conv_logits, lambda: end2end_module(model)(inputs),
+                             2.0, center=True, seed=seed)
     return model
 
 

@@ -8,9 +8,11 @@ probabilities for its class, relative to its box. Classifiers return ``probs`` (
 standard ONNX operators (``TopK``, ``NonMaxSuppression``, ``RoiAlign``), so onnxruntime and
 OpenVINO run it without custom ops or PyTorch.
 
-Where mmdet's ``predict`` differs: it clips boxes to each image's resized shape before NMS;
-the graph sees only the padded batch and clips to it, and the runtime clips to the original
-image afterwards (boxes reaching into the padding can suppress slightly differently).
+Padding: mmdet clips boxes to each image's resized shape before NMS, which a padded batch
+does not tell; the runtime pads with NaN and the graph reads each image's extent from it
+(:func:`split_padding`), so batches of differently sized images give mmdet's results. A
+zero-padded batch also works (boxes are then clipped to the batch's padded size, as in
+mmdeploy's graphs).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -91,12 +93,31 @@ def detections_per_image(boxes: Tensor, scores: Tensor, labels: Tensor, selected
     return dets, det_labels, index
 
 
-def clip_to_input(boxes: Tensor, images: Tensor) -> Tensor:
-    """Clip (..., 4) boxes to the input batch's width and height (dynamic in the graph)."""
-    height, width = images.shape[2], images.shape[3]
-    limit = torch.stack([width, height, width, height]).to(boxes.dtype) if isinstance(
-        width, Tensor) else boxes.new_tensor([width, height, width, height])
-    return torch.max(torch.min(boxes, limit), boxes.new_zeros(1))
+def split_padding(images: Tensor, pad_value: float = 0.0) -> Tuple[Tensor, Tensor]:
+    """Read NaN pixels as padding: ``(images with pad_value there, extents (N, 1, 4))``.
+
+    mmdet clips each image's boxes to its own resized size, which the padded batch alone
+    does not tell. So the runtime pads with NaN (the sidecar's ``preprocess.nan_padding``):
+    an image's extent is the top-left block of rows and columns holding a non-NaN pixel,
+    given as (w, h, w, h). Without NaN (e.g. a zero-padded batch) every image extends over
+    the whole input and boxes are clipped to the batch's padded size, as mmdeploy's graphs do.
+    """
+    padding = torch.isnan(images)
+    images = torch.where(padding, torch.full_like(images, pad_value), images)
+    inside = (~padding[:, 0]).to(images.dtype)  # (N, H, W)
+    height = inside.amax(dim=2).sum(dim=1)
+    width = inside.amax(dim=1).sum(dim=1)
+    return images, torch.stack([width, height, width, height], dim=1).unsqueeze(1)
+
+
+def clip_boxes(boxes: Tensor, extents: Tensor) -> Tensor:
+    """Clip (N, P, 4) boxes to [0, extent] per image (``extents`` (N, 1, 4) as above)."""
+    return torch.max(torch.min(boxes, extents), boxes.new_zeros(1))
+
+
+def pad_value_of(detector: nn.Module) -> float:
+    """The value the detector's data preprocessor pads normalized batches with."""
+    return float(getattr(getattr(detector, 'data_preprocessor', None), 'pad_value', 0) or 0)
 
 
 def top_candidates(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -140,18 +161,20 @@ class DenseDetector(nn.Module):
                     nms_pre=self.nms_pre, max_per_img=self.max_per_img)
 
     def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        images, extents = split_padding(images, pad_value_of(self.detector))
         boxes, scores, labels = self.candidates(self.head(self.detector.extract_feat(images)),
-                                                images)
+                                                extents)
         selected = batched_nms(boxes, scores, labels, self.iou_thr, self.max_per_img)
         dets, det_labels, _ = detections_per_image(boxes, scores, labels, selected,
                                                    self.max_per_img)
         return dets, det_labels
 
-    def candidates(self, head_outputs, images: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Decoded boxes (N, P, 4), scores (N, P; -1 = dropped) and labels of all levels."""
+    def candidates(self, head_outputs, extents: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Decoded boxes (N, P, 4), scores (N, P; -1 = dropped) and labels of all levels,
+        boxes clipped to each image's ``extents`` (see :func:`split_padding`)."""
         cls_scores, bbox_preds = head_outputs[:2]
         factors = head_outputs[2] if len(head_outputs) > 2 else [None] * len(cls_scores)
-        batch = images.shape[0]
+        batch = extents.shape[0]
         all_boxes, all_scores, all_labels = [], [], []
         for level, (cls_score, bbox_pred, factor) in enumerate(
                 zip(cls_scores, bbox_preds, factors)):
@@ -168,7 +191,7 @@ class DenseDetector(nn.Module):
             prior_index = torch.div(flat, classes, rounding_mode='floor')
             labels = flat - prior_index * classes
             keep = values > self.score_thr
-            rows = torch.arange(batch, device=images.device).unsqueeze(1)
+            rows = torch.arange(batch, device=extents.device).unsqueeze(1)
             if factor is not None:
                 factor = factor.permute(0, 2, 3, 1).reshape(batch, -1).sigmoid()
                 values = values * factor[rows, prior_index]
@@ -176,7 +199,7 @@ class DenseDetector(nn.Module):
             all_boxes.append(boxes)
             all_scores.append(torch.where(keep, values, torch.full_like(values, -1.0)))
             all_labels.append(labels)
-        boxes = clip_to_input(torch.cat(all_boxes, 1), images)
+        boxes = clip_boxes(torch.cat(all_boxes, 1), extents)
         scores = torch.cat(all_scores, 1)
         if self.min_bbox_size >= 0:
             wide = (boxes[..., 2] - boxes[..., 0] > self.min_bbox_size) & (

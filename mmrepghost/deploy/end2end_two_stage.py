@@ -20,8 +20,9 @@ The stages follow mmdet 3.3's ``TwoStageDetector.predict`` with the building blo
    sigmoid of each detection's own class channel, relative to its box (M x M); the runtime
    pastes it into the image as mmdet's ``_do_paste_mask`` does.
 
-Beyond :mod:`.end2end`'s note on clipping to the padded batch (here it also shapes the
-proposals, hence the RoI features): a level is chosen by comparing the RoI scale with powers
+Proposals and boxes are clipped to each image's extent, read from NaN padding as in
+:mod:`.end2end` (with a zero-padded batch, to the batch's size: that then also shapes the
+proposals, hence the RoI features). A level is chosen by comparing the RoI scale with powers
 of two (the same levels as mmdet's ``floor(log2(...))``, without a runtime's logarithm rounding
 at the boundaries); detections whose scores differ by less than float rounding may come in
 the other order. Supported: ``RPNHead`` + ``StandardRoIHead`` with ``SingleRoIExtractor``
@@ -34,7 +35,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from .end2end import batched_nms, clip_to_input, detections_per_image, top_candidates
+from .end2end import (batched_nms, clip_boxes, detections_per_image, pad_value_of,
+                      split_padding, top_candidates)
 
 
 def _nms_iou(stage_cfg: dict, stage: str) -> float:
@@ -167,9 +169,10 @@ class TwoStageDetector(nn.Module):
         return cfg
 
     def forward(self, images: Tensor) -> Tuple[Tensor, ...]:
+        images, extents = split_padding(images, pad_value_of(self.detector))
         feats = self.detector.extract_feat(images)
-        proposals, valid = self.proposals(feats, images)
-        boxes, scores, labels = self.candidates(feats, proposals, valid, images)
+        proposals, valid = self.proposals(feats, extents)
+        boxes, scores, labels = self.candidates(feats, proposals, valid, extents)
         selected = batched_nms(boxes, scores, labels, self.iou_thr, self.max_per_img)
         dets, det_labels, _ = detections_per_image(boxes, scores, labels, selected,
                                                    self.max_per_img)
@@ -177,12 +180,12 @@ class TwoStageDetector(nn.Module):
             return dets, det_labels
         return dets, det_labels, self.masks(feats, dets[..., :4], det_labels)
 
-    def proposals(self, feats: Sequence[Tensor], images: Tensor) -> Tuple[Tensor, Tensor]:
+    def proposals(self, feats: Sequence[Tensor], extents: Tensor) -> Tuple[Tensor, Tensor]:
         """RPN proposals (N, P, 4), P = ``rpn.max_per_img``, best first, and their validity."""
         head = self.rpn_head
         cls_scores, bbox_preds = head(feats)
-        batch = images.shape[0]
-        rows = torch.arange(batch, device=images.device).unsqueeze(1)
+        batch = extents.shape[0]
+        rows = torch.arange(batch, device=extents.device).unsqueeze(1)
         all_boxes, all_scores, all_levels = [], [], []
         for level, (cls_score, bbox_pred) in enumerate(zip(cls_scores, bbox_preds)):
             priors = head.prior_generator.single_level_grid_priors(
@@ -195,7 +198,7 @@ class TwoStageDetector(nn.Module):
             all_boxes.append(_decode(head.bbox_coder, priors[index], deltas[rows, index]))
             all_scores.append(values)  # -1 marks top_candidates' padding
             all_levels.append(torch.full_like(index, level))
-        boxes = clip_to_input(torch.cat(all_boxes, 1), images)
+        boxes = clip_boxes(torch.cat(all_boxes, 1), extents)
         scores = torch.cat(all_scores, 1)
         if self.min_bbox_size >= 0:
             wide = (boxes[..., 2] - boxes[..., 0] > self.min_bbox_size) & (
@@ -208,7 +211,7 @@ class TwoStageDetector(nn.Module):
         return kept[..., :4], kept_levels >= 0
 
     def candidates(self, feats: Sequence[Tensor], proposals: Tensor, valid: Tensor,
-                   images: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+                   extents: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Every (proposal, class) pair: boxes (N, P * C, 4), scores (-1 = dropped), labels."""
         batch, num = proposals.shape[0], proposals.shape[1]
         bbox_head = self.roi_head.bbox_head
@@ -224,11 +227,11 @@ class TwoStageDetector(nn.Module):
         # (N, P, C, 4) whether the head regresses per class or class-agnostic, then flattened
         # proposal-major like multiclass_nms
         boxes = boxes.reshape(batch, num, -1, 4).expand(batch, num, classes, 4)
-        boxes = clip_to_input(boxes.reshape(batch, -1, 4), images)
+        boxes = clip_boxes(boxes.reshape(batch, -1, 4), extents)
         scores = scores.reshape(batch, num, classes)
         keep = (scores > self.score_thr) & valid.unsqueeze(-1)
         scores = torch.where(keep, scores, torch.full_like(scores, -1.0)).reshape(batch, -1)
-        labels = torch.arange(classes, device=images.device).repeat(num).unsqueeze(0).expand(
+        labels = torch.arange(classes, device=extents.device).repeat(num).unsqueeze(0).expand(
             batch, -1)
         return boxes, scores, labels
 

@@ -262,7 +262,9 @@ def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: S
             'instance_segmentation' if 'masks' in names else 'detection')
     sidecar = Sidecar.from_dict(dict(
         format='mmrepghost.deploy/1', task=task, export_id=uuid.uuid4().hex, input='input',
-        outputs=names, classes=list(classes), preprocess=preprocess_spec(cfg),
+        outputs=names, classes=list(classes),
+        # detector graphs read each image's extent from NaN padding (end2end.split_padding)
+        preprocess=dict(preprocess_spec(cfg), nan_padding=task != 'classification'),
         postprocess=module.baked_test_cfg,
         source=dict(config=getattr(cfg, 'filename', None) or '', checkpoint=checkpoint,
                     checkpoint_sha256=file_sha256(checkpoint))))

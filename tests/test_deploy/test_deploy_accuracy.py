@@ -60,7 +60,7 @@ def val_batch(cfg: Config, images) -> torch.Tensor:
     """``images`` preprocessed as the config's test pipeline does (the runtime's, identical)."""
     from mmrepghost_runtime import preprocess, read_image
     batch, _ = preprocess([read_image(path)[0] for path in images],
-                          preprocess_spec(cfg))
+                          dict(preprocess_spec(cfg), nan_padding=False))
     return torch.from_numpy(batch)
 
 
@@ -72,7 +72,7 @@ def deploy_random_model(cfg: Config, work: str, classes, images) -> tuple:
     model.init_weights()
     batch = val_batch(cfg, images)
     calibrate_bn_(RawOutputs(model), inputs=batch)
-    if hasattr(model, 'bbox_head'):
+    if hasattr(model, 'bbox_head') or hasattr(model, 'roi_head'):
         spread_head_scores_(model, inputs=batch)
     reparameterize_model(model, logger='silent')
     return save_deployed(model, cfg, osp.join(work, 'model_deploy.pth'),

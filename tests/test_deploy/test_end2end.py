@@ -38,13 +38,15 @@ def deployed(config, **cfg_changes):
     return model.eval(), cfg
 
 
-def mmdet_predict(model, x):
+def mmdet_predict(model, x, img_shapes=None):
+    """mmdet's predictions (input coordinates) for a batch of images of ``img_shapes``
+    (default: each fills the batch) padded with zeros to ``x``'s size."""
     samples = []
-    for _ in range(x.shape[0]):
+    for i in range(x.shape[0]):
         sample = DetDataSample()
-        shape = tuple(x.shape[2:])
-        sample.set_metainfo(dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
-                                 batch_input_shape=shape, scale_factor=(1.0, 1.0)))
+        shape = tuple(x.shape[2:]) if img_shapes is None else img_shapes[i]
+        sample.set_metainfo(dict(img_shape=shape, ori_shape=shape, pad_shape=tuple(x.shape[2:]),
+                                 batch_input_shape=tuple(x.shape[2:]), scale_factor=(1.0, 1.0)))
         samples.append(sample)
     with torch.no_grad():
         return [s.pred_instances for s in model.predict(x, samples, rescale=False)]
@@ -96,6 +98,29 @@ def test_one_stage_graph_equals_mmdet_predict(tmp_path, kind):
         got = run_backend(path, x, backend)
         assert got['dets'].shape == (2, 100, 5) and got['labels'].dtype == np.int64
         assert_same_detections(got, reference)
+
+
+def test_nan_padding_clips_each_image_to_its_own_size(tmp_path):
+    """A batch of two sizes: NaN marks the smaller image's padding, and the graph clips its
+    boxes to its own size before NMS, as mmdet does with each image's img_shape."""
+    model, _ = deployed(ONE_STAGE['retinanet'])
+    module = end2end_module(model)
+    path = str(tmp_path / 'r.onnx')
+    export_graph(module, path, torch.zeros(1, 3, 128, 128), module.output_names)
+    x = torch.randn(2, 3, 224, 256, generator=torch.Generator().manual_seed(3)) * 0.5
+    x[1, :, 150:] = 0
+    x[1, :, :, 170:] = 0
+    reference = mmdet_predict(model, x, [(224, 256), (150, 170)])
+    marked = x.clone()
+    marked[1, :, 150:] = float('nan')
+    marked[1, :, :, 170:] = float('nan')
+    for backend in ('onnxruntime', 'openvino'):
+        got = run_backend(path, marked, backend)
+        assert_same_detections(got, reference)
+    assert reference[1].bboxes[:, 2].max() <= 170 and reference[1].bboxes[:, 3].max() <= 150
+    # zero padding (mmdeploy's convention) clips to the batch: some boxes reach past 170
+    got = run_backend(path, x, 'onnxruntime')
+    assert got['dets'][1, :, 2].max() > 170
 
 
 def test_score_threshold_and_padding_rows(tmp_path):

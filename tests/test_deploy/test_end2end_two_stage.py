@@ -17,7 +17,8 @@ from mmdet.structures.bbox import bbox2roi
 from mmengine.config import Config
 
 from mmrepghost.deploy import build_model, reparameterize_model
-from mmrepghost.deploy.end2end import END2END_OPSET, end2end_module, export_graph, run_batch
+from mmrepghost.deploy.end2end import (END2END_OPSET, end2end_module, export_graph, run_batch,
+                                       split_padding)
 from mmrepghost.deploy.end2end_two_stage import (TwoStageDetector, _roi_layer_settings,
                                                  extract_roi_features)
 from mmrepghost.deploy.onnx import RawOutputs
@@ -192,9 +193,11 @@ def test_eager_module_and_padding_proposals(exported):
         x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(4))
         with torch.no_grad():
             feats = model.extract_feat(x)
-            proposals, valid = module.proposals(feats, x)
-            _, scores, _ = module.candidates(feats, proposals, valid, x)
-            _, unmasked, _ = module.candidates(feats, proposals, torch.ones_like(valid), x)
+            _, extents = split_padding(x)
+            proposals, valid = module.proposals(feats, extents)
+            _, scores, _ = module.candidates(feats, proposals, valid, extents)
+            _, unmasked, _ = module.candidates(feats, proposals, torch.ones_like(valid),
+                                               extents)
         padding = ~valid[0]
         assert 0 < int(padding.sum()) < module.rpn_max_per_img
         scores, unmasked = scores.reshape(valid.shape + (-1, )), unmasked.reshape(

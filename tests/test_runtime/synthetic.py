@@ -45,7 +45,7 @@ DET_PREPROCESS = {
                'interpolation': 'bilinear'},
     'center_crop': None,
     'mean': [123.675, 116.28, 103.53], 'std': [58.395, 57.12, 57.375],
-    'pad_divisor': 32, 'pad_value': 0.0,
+    'pad_divisor': 32, 'pad_value': 0.0, 'nan_padding': False,
 }
 CLS_PREPROCESS = {
     'color_order': 'rgb',
@@ -53,7 +53,7 @@ CLS_PREPROCESS = {
                'interpolation': 'bicubic'},
     'center_crop': [64, 64],
     'mean': [123.675, 116.28, 103.53], 'std': [58.395, 57.12, 57.375],
-    'pad_divisor': 1, 'pad_value': 0.0,
+    'pad_divisor': 1, 'pad_value': 0.0, 'nan_padding': False,
 }
 DET_POSTPROCESS = {'score_thr': 0.05, 'iou_threshold': 0.5, 'nms_pre': 1000,
                    'max_per_img': 4}

@@ -36,10 +36,11 @@ def image_paths(tmp_path_factory):
     return paths
 
 
-def _spec(resize, color_order='rgb', crop=None, pad=32, pad_value=0.0):
+def _spec(resize, color_order='rgb', crop=None, pad=32, pad_value=0.0, nan_padding=False):
     return PreprocessSpec.from_dict({'color_order': color_order, 'resize': resize,
                                      'center_crop': crop, 'mean': MEAN, 'std': STD,
-                                     'pad_divisor': pad, 'pad_value': pad_value})
+                                     'pad_divisor': pad, 'pad_value': pad_value,
+                                     'nan_padding': nan_padding})
 
 
 def _mmdet(paths, resize, **preprocessor):
@@ -79,6 +80,15 @@ def test_mmdet_keep_ratio(image_paths, scale):
     assert np.all(batch[2, :, h:, :] == 0) and np.all(batch[2, :, :, w:] == 0)
     if scale == (1333, 800):  # by hand: factor min(1333 / 500, 800 / 333) for 500x333
         assert metas[1].img_shape == (1201, 800) and metas[0].img_shape == (769, 1333)
+    # nan_padding (detector graphs read each image's extent from it): NaN exactly there
+    marked, _ = preprocess([read_image(p)[0] for p in image_paths],
+                           _spec(spec.resize.to_dict(), nan_padding=True))
+    padding = np.isnan(marked)
+    for i, meta in enumerate(metas):
+        h, w = meta.img_shape
+        assert not padding[i, :, :h, :w].any() and padding[i].sum() == 3 * (
+            marked.shape[2] * marked.shape[3] - h * w)
+    np.testing.assert_array_equal(np.where(padding, 0, marked), batch)
 
 
 def test_mmdet_fixed_size_bgr_and_pad_value(image_paths):
