@@ -80,6 +80,22 @@ def mim(*args, cwd, returncode=0, pythonpath=()):
     return output
 
 
+#: what a PyTorch-free deployment must not import
+TORCH_AND_OPENMMLAB = ('torch', 'mmcv', 'mmengine', 'mmdet', 'mmpretrain', 'mmrepghost')
+
+
+def run_tool_without_torch(tool: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run ``tools/<tool>.py argv`` in a Python where importing torch, mmcv, mmengine, mmdet,
+    mmpretrain or mmrepghost raises ImportError (set before anything else is imported)."""
+    script = (f'import runpy, sys\nfor name in {TORCH_AND_OPENMMLAB!r}:\n'
+              '    sys.modules[name] = None\n'
+              f'sys.argv = [{tool!r}] + {list(argv)!r}\n'
+              f'runpy.run_path({osp.join(REPO_ROOT, "tools", tool + ".py")!r}, '
+              "run_name='__main__')\n")
+    return subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
 def coco_data_options(data_root):
     """``--cfg-options`` that point a tiny-COCO config's loaders and evaluators at ``data_root``."""
     ann = data_root + 'annotations/instances_val2017.json'

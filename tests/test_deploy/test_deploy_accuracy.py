@@ -23,7 +23,7 @@ from mmengine.config import Config
 from mmrepghost.deploy import build_model, reparameterize_model, save_deployed
 from mmrepghost.deploy.onnx import RawOutputs
 from mmrepghost.deploy.preprocess_spec import preprocess_spec
-from tests.conftest import (REPO_ROOT, calibrate_bn_, load_tool, mim,
+from tests.conftest import (REPO_ROOT, calibrate_bn_, load_tool, mim, run_tool_without_torch,
                             spread_head_scores_)
 
 SHAPES = ('disc', 'triangle', 'rectangle')
@@ -154,6 +154,16 @@ def test_detector_deploy_test_equals_mim_test(tmp_path, capsys, kind):
         for key, value in reference[batch].items():
             assert abs(metric(line, key) - value) <= tolerance[key], (backend, batch, line,
                                                                       reference)
+    # the file in the PyTorch-free tool: the same detections as deploy_test's runtime
+    from mmrepghost_runtime import load_model, read_image
+    images = sorted(glob.glob(data + 'val2017/*.jpg'))[:3]  # grayscale, non-square
+    result = run_tool_without_torch('deploy_infer', onnx_file, *images, '--out-dir',
+                                    str(tmp_path / 'drawn'), '--score-thr', '0')
+    assert result.returncode == 0, result.stderr
+    expected = load_model(onnx_file).predict([read_image(p)[0] for p in images])
+    for path, prediction in zip(images, expected):
+        assert f'{osp.basename(path)}: {len(prediction)} detections' in result.stdout
+        assert osp.getsize(tmp_path / 'drawn' / osp.basename(path)) > 0
     if kind == 'retinanet':  # the check is sensitive: a sidecar resizing to 256 loses mAP
         wrong = str(tmp_path / 'wrong.onnx')
         shutil.copy(onnx_file, wrong)
