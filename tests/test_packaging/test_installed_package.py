@@ -87,9 +87,12 @@ def test_sdist_and_wheel_carry_configs_tools_and_model_index(dist):
                  'tools/test.py', 'tools/make_tiny_coco.py', 'model-index.yml'):
         assert name in sdist_names, name
         assert f'mmrepghost/.mim/{name}' in wheel_names, name
-    # only mmrepghost* is installed: no stray top-level package such as tests
+    # only mmrepghost and its PyTorch-free runtime are installed: no stray package (tests)
     tops = {name.split('/')[0] for name in wheel_names}
-    assert tops == {'mmrepghost', f'mmrepghost-{__version__}.dist-info'}, tops
+    assert tops == {'mmrepghost', 'mmrepghost_runtime',
+                    f'mmrepghost-{__version__}.dist-info'}, tops
+    assert 'mmrepghost_runtime/sidecar.py' in wheel_names
+    assert 'mmrepghost/.mim/tools/deploy_infer.py' in wheel_names
     assert not any('__pycache__' in name for name in wheel_names)
     # a short description, not the whole README
     description = metadata.split('\n\n', 1)[1]
@@ -161,11 +164,16 @@ def test_user_config_inherits_trains_tests_and_deploys(user):
     assert found['classes'] == CLASSES and len(set(found['n'])) == 1, found
     assert 'mmrepghost' in [line.split()[0] for line in
                             mim(user, 'list').splitlines() if line.strip()]
-    # the shipped export tool on the deploy checkpoint, checked in onnxruntime
+    # the shipped export tool on the deploy checkpoint (end to end, checked in onnxruntime),
+    # then the installed runtime's tool on it
     log = mim(user, 'run', 'mmrepghost', 'export_onnx', 'work_dirs/shapes/epoch_1_deploy.py',
-              'work_dirs/shapes/epoch_1_deploy.pth', '--out', 'shapes.onnx', '--shape', '320',
-              '320')
-    assert osp.isfile(osp.join(project, 'shapes.onnx')), log[-2000:]
+              'work_dirs/shapes/epoch_1_deploy.pth', '--out', 'shapes.onnx', '--end2end',
+              '--shape', '320', '320')
+    assert osp.isfile(osp.join(project, 'shapes.json')), log[-2000:]
+    log = mim(user, 'run', 'mmrepghost', 'deploy_infer', 'shapes.onnx',
+              f'data/shapes/val2017/{first_val}', '--out-dir', 'drawn', '--score-thr', '0')
+    assert re.search(rf'{first_val}: \d+ detections', log) and osp.isfile(
+        osp.join(project, 'drawn', first_val)), log[-2000:]
 
 
 def test_shipped_configs_by_name_through_mim(user):
