@@ -115,6 +115,15 @@ def clip_boxes(boxes: Tensor, extents: Tensor) -> Tensor:
     return torch.max(torch.min(boxes, extents), boxes.new_zeros(1))
 
 
+def drop_small_boxes(boxes: Tensor, scores: Tensor, min_size: float) -> Tensor:
+    """``scores`` with -1 (dropped) where a box is not wider and taller than ``min_size``
+    (mmdet's ``min_bbox_size``; < 0: keep all)."""
+    if min_size < 0:
+        return scores
+    wide = (boxes[..., 2] - boxes[..., 0] > min_size) & (boxes[..., 3] - boxes[..., 1] > min_size)
+    return torch.where(wide, scores, torch.full_like(scores, -1.0))
+
+
 def pad_value_of(detector: nn.Module) -> float:
     """The value the detector's data preprocessor pads normalized batches with."""
     return float(getattr(getattr(detector, 'data_preprocessor', None), 'pad_value', 0) or 0)
@@ -200,11 +209,7 @@ class DenseDetector(nn.Module):
             all_scores.append(torch.where(keep, values, torch.full_like(values, -1.0)))
             all_labels.append(labels)
         boxes = clip_boxes(torch.cat(all_boxes, 1), extents)
-        scores = torch.cat(all_scores, 1)
-        if self.min_bbox_size >= 0:
-            wide = (boxes[..., 2] - boxes[..., 0] > self.min_bbox_size) & (
-                boxes[..., 3] - boxes[..., 1] > self.min_bbox_size)
-            scores = torch.where(wide, scores, torch.full_like(scores, -1.0))
+        scores = drop_small_boxes(boxes, torch.cat(all_scores, 1), self.min_bbox_size)
         return boxes, scores, torch.cat(all_labels, 1)
 
 

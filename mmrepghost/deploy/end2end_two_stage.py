@@ -35,8 +35,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from .end2end import (batched_nms, clip_boxes, detections_per_image, pad_value_of,
-                      split_padding, top_candidates)
+from .end2end import (batched_nms, clip_boxes, detections_per_image, drop_small_boxes,
+                      pad_value_of, split_padding, top_candidates)
 
 
 def _nms_iou(stage_cfg: dict, stage: str) -> float:
@@ -199,11 +199,7 @@ class TwoStageDetector(nn.Module):
             all_scores.append(values)  # -1 marks top_candidates' padding
             all_levels.append(torch.full_like(index, level))
         boxes = clip_boxes(torch.cat(all_boxes, 1), extents)
-        scores = torch.cat(all_scores, 1)
-        if self.min_bbox_size >= 0:
-            wide = (boxes[..., 2] - boxes[..., 0] > self.min_bbox_size) & (
-                boxes[..., 3] - boxes[..., 1] > self.min_bbox_size)
-            scores = torch.where(wide, scores, torch.full_like(scores, -1.0))
+        scores = drop_small_boxes(boxes, torch.cat(all_scores, 1), self.min_bbox_size)
         levels = torch.cat(all_levels, 1)
         selected = batched_nms(boxes, scores, levels, self.rpn_iou_thr, self.rpn_max_per_img)
         kept, kept_levels, _ = detections_per_image(boxes, scores, levels, selected,

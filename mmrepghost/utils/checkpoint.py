@@ -18,18 +18,18 @@ would let a malicious checkpoint execute code; instead :func:`register_safe_glob
 
 Everything else (``os.system``, ``eval``, arbitrary classes) is still refused by torch.
 """
-import contextlib
-import os
 import os.path as osp
 import pickle
 import re
-import tempfile
 import zipfile
-from typing import Any, Iterable, Iterator, List
+from typing import Any, Iterable, List
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+
+# the one atomic writer, shared with the PyTorch-free runtime (which cannot import this package)
+from mmrepghost_runtime.files import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -165,37 +165,6 @@ def _unpickler_reason(error: Exception) -> str:
                   if p.strip() and not p.strip().startswith('Check the documentation')]
     reason = paragraphs[-1].split('WeightsUnpickler error:')[-1] if paragraphs else ''
     return ' '.join(reason.split()) or '(no detail)'
-
-
-@contextlib.contextmanager
-def atomic_write(path: str, overwrite: bool = False) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path``.
-
-    An interruption leaves the old file (or none), never a partial one. An existing ``path``
-    is only replaced with ``overwrite=True``. The new file gets the usual ``0o666 & ~umask``
-    permissions (``mkstemp`` alone would make it private).
-    """
-    if osp.exists(path) and not overwrite:
-        raise FileExistsError(f'{path} exists; pass --force (overwrite=True) to replace it')
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, 'ab') as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def save_checkpoint_atomic(obj: Any, path: str, overwrite: bool = False) -> None:

@@ -43,14 +43,19 @@ def _spec(resize, color_order='rgb', crop=None, pad=32, pad_value=0.0, nan_paddi
                                      'nan_padding': nan_padding})
 
 
-def _mmdet(paths, resize, **preprocessor):
-    pipeline = [LoadImageFromFile(), resize, PackDetInputs(meta_keys=DET_META_KEYS)]
+def _run_pipeline(paths, pipeline):
     data = []
     for path in paths:
         results = dict(img_path=path)
         for transform in pipeline:
             results = transform(results)
         data.append(results)
+    return data
+
+
+def _mmdet(paths, resize, **preprocessor):
+    data = _run_pipeline(paths, [LoadImageFromFile(), resize,
+                                 PackDetInputs(meta_keys=DET_META_KEYS)])
     out = DetDataPreprocessor(mean=MEAN, std=STD, **preprocessor)(pseudo_collate(data), False)
     return out['inputs'].numpy(), [s.metainfo for s in out['data_samples']]
 
@@ -104,13 +109,8 @@ def test_mmdet_fixed_size_bgr_and_pad_value(image_paths):
 
 
 def _mmpretrain(paths, resize, crop, **preprocessor):
-    pipeline = [LoadImageFromFile(), resize] + ([crop] if crop else []) + [PackInputs()]
-    data = []
-    for path in paths:
-        results = dict(img_path=path)
-        for transform in pipeline:
-            results = transform(results)
-        data.append(results)
+    data = _run_pipeline(paths, [LoadImageFromFile(), resize] + ([crop] if crop else [])
+                         + [PackInputs()])
     collate = default_collate if crop and len({r['inputs'].shape for r in data}) == 1 \
         else pseudo_collate
     out = ClsDataPreprocessor(mean=MEAN, std=STD, **preprocessor)(collate(data), False)
