@@ -5,9 +5,10 @@
 
 Everything is measured in one run on this machine, so the ratios are the result; absolute
 milliseconds depend on the CPU. Each case: median (min, max) of ``--runs`` timed calls after
-warm-up, at 224x224, for 1 and all threads, batch 1 and 8, in PyTorch eager and onnxruntime.
-The networks compared in one table are timed interleaved (one call of each, round-robin), so
-drift of a shared machine does not favour whichever runs at a quiet moment:
+warm-up, at 224x224, for 1 and all threads, batch 1 and 8, in PyTorch eager, onnxruntime and
+OpenVINO (fp32, see below). The networks compared in one table are timed interleaved (one call of
+each, round-robin; onnxruntime and OpenVINO in the same round-robin), so drift of a shared
+machine does not favour whichever runs at a quiet moment:
 
 * ``models``: RepGhostNet at every width, train structure and deployed; timm's GhostNet
   1.0x/1.3x, MobileNetV3-Large 0.75x/1.0x, MobileNetV2 1.0x and timm's own RepGhostNet 1.0x after
@@ -23,26 +24,46 @@ drift of a shared machine does not favour whichever runs at a quiet moment:
 * ``training``: one SGD step (forward, backward, update) of the RepGhostNet 1.0x classifier
   with the paper's BN re-parameterization branch and without it (``reparam_branches=()``),
   batch 8 (PyTorch, all threads): the price of the branches during training.
+* ``end2end``: RetinaNet-RepGhostNet 1.0x deployed (64-channel FPN/head), 1 thread, batch 1,
+  320x320: the end-to-end graph (``mmrepghost.deploy.end2end``: decoding, top-k and NMS in the
+  graph) in onnxruntime and OpenVINO against the raw-output graph followed by this tool's numpy
+  post-processing (:class:`NumpyDensePostprocess`, checked to give the graph's detections before
+  anything is timed), and the raw graph alone; plus an onnxruntime profile of both graphs, per
+  operator type, so the cost of the in-graph post-processing can be read off.
+
+OpenVINO compiles the same .onnx files for ``CPU`` with :func:`openvino_config`: the threads of
+the case, the LATENCY hint, fp32 forced (``INFERENCE_PRECISION_HINT``: on a CPU with bf16 it
+would otherwise run in bf16; the compiled model's precision is checked, and its outputs against
+onnxruntime's) and no CPU pinning; the model is reshaped to the case's static input shape, which
+was faster than the dynamic one (the ``openvino (dynamic shape)`` rows of deployed RepGhostNet
+1.0x keep measuring that). Without the ``openvino`` package its columns are skipped, with a
+note.
 
 The ``models`` part also reports the achieved GFLOP/s of the deployed RepGhostNet 1.0x in
-onnxruntime (1 thread) against one core's peak: FP32 lanes of the widest FMA (AVX-512: 16,
-AVX2: 8) x 2 FMA pipes x 2 FLOPs x the clock /proc/cpuinfo reports.
+onnxruntime and OpenVINO (1 thread) against one core's peak: FP32 lanes of the widest FMA
+(AVX-512: 16, AVX2: 8) x 2 FMA pipes x 2 FLOPs x the clock /proc/cpuinfo reports.
 
 Writes ``results.md`` (the tables), ``results.csv`` and ``latency_vs_accuracy.png`` (the paper's
-Fig. 1 style: ImageNet top-1 from the paper and timm's model cards against the latency
-measured here) into ``--out-dir``. ``--quick`` runs one small case of each kind (for CI).
+Fig. 1 style: ImageNet top-1 from the paper and timm's model cards against the onnxruntime
+latency measured here) into ``--out-dir``. ``--quick`` runs one small case of each kind (for
+CI).
 """
 import argparse
 import copy
+import json
+import math
 import os
 import os.path as osp
 import sys
 import tempfile
 
+import numpy as np
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 
 from mmrepghost.deploy import build_model, reparameterize_model
+from mmrepghost.deploy.end2end import end2end_module, export_graph
 from mmrepghost.deploy.onnx import RawOutputs, export_onnx
 from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
 from mmrepghost.utils import atomic_write
@@ -64,7 +85,8 @@ PEERS = {
 }
 
 
-PARTS = ('models', 'layouts', 'table1', 'detectors', 'training')
+PARTS = ('models', 'layouts', 'table1', 'detectors', 'training', 'end2end')
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def parse_args(argv=None):
@@ -109,23 +131,87 @@ def build_classifiers(quick):
         yield name, 'deployed' if 'RepGhost' in name else '-', model
 
 
-def onnx_session(model, path, shape, threads):
+def ort_session(path, threads, profile_prefix=None):
+    """An onnxruntime CPU session of ``path`` on ``threads`` threads (optionally profiling)."""
     import onnxruntime as ort
-    export_onnx(model, path, shape, overwrite=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # idle worker threads sleep instead of spinning: with many sessions timed round-robin,
     # spinning pools of the idle sessions would steal the cores of the one being timed
     options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
-def time_models(models, shape, threads, runs, tmp_dir):
+def onnx_session(model, path, shape, threads):
+    export_onnx(model, path, shape, overwrite=True)
+    return ort_session(path, threads)
+
+
+def openvino_core():
+    """``openvino.Core()``, or None (with a note) when the package is not installed."""
+    try:
+        import openvino
+    except ImportError:
+        print('OpenVINO is not installed: its columns are skipped (pip install openvino, or '
+              'pip install -r requirements/deploy.txt)', flush=True)
+        return None
+    return openvino.Core()
+
+
+def openvino_config(threads):
+    """CPU plugin properties (OpenVINO 2026.4 names): ``threads`` threads, one stream for
+    latency, fp32 (the default on a bf16-capable CPU is bf16) and no pinning of the threads to
+    cores (pinned, a 1-thread model waits for whatever else runs on its core: on this shared
+    machine, busy with other work, that once doubled the median; idle, it made no
+    difference)."""
+    return {'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY',
+            'INFERENCE_PRECISION_HINT': 'f32', 'ENABLE_CPU_PINNING': False}
+
+
+def openvino_runner(core, path, shape, threads, static=True):
+    """``feed -> list of outputs`` of ``path`` compiled by OpenVINO for the CPU.
+
+    ``static``: the input is reshaped to ``shape`` before compiling (the .onnx files have
+    dynamic batch, height and width).
+    """
+    import openvino
+    model = core.read_model(path)
+    if static:
+        model.reshape({model.input(0).get_any_name(): openvino.PartialShape(list(shape))})
+    compiled = core.compile_model(model, 'CPU', openvino_config(threads))
+    precision = compiled.get_property('INFERENCE_PRECISION_HINT')
+    if precision != openvino.Type.f32:
+        raise RuntimeError(f'OpenVINO compiled {path} with precision {precision}, not f32')
+    request = compiled.create_infer_request()
+
+    def run(feed):
+        return list(request.infer(feed).values())
+    return run
+
+
+def check_close(outputs, reference, what, rtol=1e-4):
+    """Refuse to time a runtime whose outputs differ from onnxruntime's (scale-relative)."""
+    for out, ref in zip(outputs, reference):
+        if out.shape != ref.shape:
+            raise RuntimeError(f'{what}: output shape {out.shape}, onnxruntime {ref.shape}')
+        scale = max(float(np.abs(ref).max()), 1e-12)
+        diff = float(np.abs(out - ref).max())
+        if diff > rtol * scale:
+            raise RuntimeError(f'{what} differs from onnxruntime by {diff:.3g} (output scale '
+                               f'{scale:.3g}): not timing different functions')
+
+
+def time_models(models, shape, threads, runs, tmp_dir, openvino=None, dynamic_too=()):
     """{(key, backend): Latency} for ``models`` ({key: model}) on one ``shape`` input.
 
-    Per backend, the models are timed interleaved (one run of each, round-robin), so every
-    ratio in a table compares measurements taken over the same minutes.
+    Per framework, the models are timed interleaved (one run of each, round-robin): PyTorch
+    eager, then onnxruntime and OpenVINO (``openvino``: a Core, or None to skip it) together,
+    so every ratio in a table compares measurements taken over the same minutes. The keys in
+    ``dynamic_too`` are also compiled by OpenVINO with dynamic input shapes.
     """
     torch.set_num_threads(threads)
     x = torch.randn(*shape)
@@ -134,12 +220,21 @@ def time_models(models, shape, threads, runs, tmp_dir):
         eager = measure_interleaved(
             {key: (lambda w=w: w(x)) for key, w in wrappers.items()}, runs)
     feed = {'images': x.numpy()}
-    sessions = {key: onnx_session(model, osp.join(tmp_dir, f'model{i}.onnx'), shape, threads)
-                for i, (key, model) in enumerate(models.items())}
-    onnx = measure_interleaved(
-        {key: (lambda s=s: s.run(None, feed)) for key, s in sessions.items()}, runs)
-    return {**{(key, 'pytorch'): lat for key, lat in eager.items()},
-            **{(key, 'onnxruntime'): lat for key, lat in onnx.items()}}
+    runtimes = {}
+    for i, (key, model) in enumerate(models.items()):
+        path = osp.join(tmp_dir, f'model{i}.onnx')
+        session = onnx_session(model, path, shape, threads)
+        runtimes[(key, 'onnxruntime')] = lambda s=session: s.run(None, feed)
+        if openvino is None:
+            continue
+        reference = session.run(None, feed)
+        for static in (True, False) if key in dynamic_too else (True, ):
+            run = openvino_runner(openvino, path, shape, threads, static)
+            check_close(run(feed), reference, f'{key} in OpenVINO')
+            backend = 'openvino' if static else 'openvino (dynamic shape)'
+            runtimes[(key, backend)] = lambda run=run: run(feed)
+    timed = measure_interleaved(runtimes, runs)
+    return {**{(key, 'pytorch'): lat for key, lat in eager.items()}, **timed}
 
 
 def run_models(args, thread_counts, rows, tmp_dir):
@@ -148,7 +243,8 @@ def run_models(args, thread_counts, rows, tmp_dir):
               for name, structure, model in build_classifiers(args.quick)}
     for threads in thread_counts:
         for batch in batches:
-            timed = time_models(models, (batch, 3, 224, 224), threads, args.runs, tmp_dir)
+            timed = time_models(models, (batch, 3, 224, 224), threads, args.runs, tmp_dir,
+                                args.openvino, dynamic_too=[('RepGhostNet 1.0x', 'deployed')])
             for ((name, structure), backend), lat in timed.items():
                 rows.append(dict(part='models', model=name, structure=structure,
                                  backend=backend, threads=threads, batch=batch,
@@ -245,10 +341,9 @@ def run_table1(args, thread_counts, rows):
 
 def run_detectors(args, thread_counts, rows, tmp_dir):
     from mmengine.config import Config
-    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     configs = {
-        'RetinaNet-RepGhostNet 1.3x': osp.join(root, 'configs/retinanet/repghost_1_3x.py'),
-        'RetinaNet-MobileNetV2': osp.join(root,
+        'RetinaNet-RepGhostNet 1.3x': osp.join(ROOT, 'configs/retinanet/repghost_1_3x.py'),
+        'RetinaNet-MobileNetV2': osp.join(ROOT,
                                           'configs/retinanet/mobilenetv2_1_0x_tiny-coco.py'),
     }
     sizes = [(320, 320)] if args.quick else [(320, 320), (800, 1344)]
@@ -264,7 +359,8 @@ def run_detectors(args, thread_counts, rows, tmp_dir):
         reparameterize_model(models[name], logger='silent')
     for threads in thread_counts:
         for height, width in sizes:
-            timed = time_models(models, (1, 3, height, width), threads, args.runs, tmp_dir)
+            timed = time_models(models, (1, 3, height, width), threads, args.runs, tmp_dir,
+                                None if args.quick else args.openvino)
             for (name, backend), lat in timed.items():
                 rows.append(dict(part='detectors', model=name, structure='deployed',
                                  backend=backend, threads=threads, batch=1,
@@ -298,6 +394,285 @@ def run_training(args, thread_counts, rows):
                          input='224x224', median_ms=lat.median_ms, min_ms=lat.min_ms,
                          max_ms=lat.max_ms))
         print(f'training step {name}: {lat.median_ms:.1f} ms', flush=True)
+
+
+#: the ``end2end`` part's RetinaNet test_cfg.score_thr (mmdet's default): with the head scaled
+#: as a trained one's (:func:`build_end2end_detector`), ~3000 candidates enter NMS at 320x320
+#: and every image keeps max_per_img=100 detections, so NMS has real work to do
+END2END_SCORE_THR = 0.05
+END2END_CONFIG = 'configs/retinanet/repghost_1_0x_tiny-coco.py'
+
+
+@torch.no_grad()
+def calibrate_bn_(model, input_shape, steps=2, seed=0):
+    """BN running statistics of random batches, as after training (activations stay O(1))."""
+    gen = torch.Generator().manual_seed(seed)
+    for bn in (m for m in model.modules() if isinstance(m, _BatchNorm)):
+        bn.reset_running_stats()
+        bn.momentum = None  # the average over the calibration batches
+    model.train()
+    for _ in range(steps):
+        model(torch.randn(*input_shape, generator=gen))
+    return model.eval()
+
+
+@torch.no_grad()
+def build_end2end_detector():
+    """RetinaNet-RepGhostNet 1.0x (64-channel FPN/head), random weights, deployed.
+
+    BN statistics calibrated on random batches; the head's output convolutions scaled to the
+    spread of a trained head (classification logits ~N(-4.6, 1): mmdet's prior bias for
+    p=0.01; box deltas ~0.2), so that scores are not all equal and boxes not all anchors.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, END2END_CONFIG))
+    cfg.model.backbone.init_cfg = None
+    cfg.model.test_cfg.score_thr = END2END_SCORE_THR
+    with torch.random.fork_rng():  # the same weights every run, the global seed untouched
+        torch.manual_seed(0)
+        model = build_model(cfg)
+    calibrate_bn_(RawOutputs(model), (2, 3, 128, 128))
+    head = model.bbox_head
+    head.retina_cls.weight.mul_(0.25)
+    head.retina_cls.bias.fill_(-math.log(99))
+    head.retina_reg.weight.mul_(0.04)
+    head.retina_reg.bias.zero_()
+    reparameterize_model(model, logger='silent')
+    return model.eval()
+
+
+class NumpyDensePostprocess:
+    """mmdet's ``predict_by_feat`` of an anchor head with sigmoid scores and
+    ``DeltaXYWHBBoxCoder`` (RetinaNet), in numpy, on the raw graph's outputs.
+
+    Per level: the ``nms_pre`` best (prior, class) scores above ``score_thr`` (selected on the
+    logits, found by threshold then ``argpartition`` in the maps' own layout, so only the
+    selected ones pass through the sigmoid), decoded as mmdet's ``delta2bbox``; boxes clipped
+    to the input (as the end-to-end graph does), ``min_bbox_size``, class-aware greedy NMS
+    (mmdet's class offset trick) stopping at ``max_per_img``. The anchors of each feature-map
+    size are made once by the head's ``prior_generator`` and cached, as a runtime would.
+    """
+
+    def __init__(self, head):
+        coder = head.bbox_coder
+        if (type(coder).__name__ != 'DeltaXYWHBBoxCoder' or coder.add_ctr_clamp
+                or not head.use_sigmoid_cls):
+            raise TypeError('NumpyDensePostprocess decodes sigmoid scores and '
+                            'DeltaXYWHBBoxCoder without add_ctr_clamp (RetinaNet)')
+        cfg = head.test_cfg
+        self.prior_generator = head.prior_generator
+        self.classes = head.cls_out_channels
+        self.anchors = head.num_base_priors
+        self.means = np.asarray(coder.means, np.float32)
+        self.stds = np.asarray(coder.stds, np.float32)
+        self.max_ratio = abs(math.log(16 / 1000))  # delta2bbox's wh_ratio_clip
+        self.score_thr = float(cfg.get('score_thr', 0))
+        self.nms_pre = int(cfg.get('nms_pre', -1))
+        self.iou_thr = float(cfg['nms']['iou_threshold'])
+        self.max_per_img = int(cfg['max_per_img'])
+        self.min_bbox_size = float(cfg.get('min_bbox_size', -1))
+        thr = min(max(self.score_thr, 1e-12), 1 - 1e-7)
+        self.logit_thr = math.log(thr / (1 - thr)) - 1e-3  # loose: the exact test is later
+        self._priors = {}
+
+    def priors(self, sizes):
+        if sizes not in self._priors:
+            self._priors[sizes] = [p.numpy() for p in self.prior_generator.grid_priors(
+                [torch.Size(s) for s in sizes], dtype=torch.float32, device='cpu')]
+        return self._priors[sizes]
+
+    def __call__(self, outputs, height, width):
+        """[(boxes (K, 4), scores (K, ), labels (K, ))] per image, best first."""
+        levels = len(outputs) // 2
+        cls_maps, reg_maps = outputs[:levels], outputs[levels:]
+        priors = self.priors(tuple(m.shape[-2:] for m in cls_maps))
+        return [self.image(n, cls_maps, reg_maps, priors, height, width)
+                for n in range(cls_maps[0].shape[0])]
+
+    def image(self, n, cls_maps, reg_maps, priors, height, width):
+        all_boxes, all_scores, all_labels = [], [], []
+        for cls_map, reg_map, level_priors in zip(cls_maps, reg_maps, priors):
+            positions = cls_map.shape[2] * cls_map.shape[3]
+            logits = cls_map[n].reshape(-1)  # (anchor, class, y, x) order
+            index = np.flatnonzero(logits > self.logit_thr)
+            if 0 < self.nms_pre < index.size:
+                cut = index.size - self.nms_pre
+                index = index[np.argpartition(logits[index], cut)[cut:]]
+            scores = 1 / (1 + np.exp(-logits[index]))
+            keep = scores > self.score_thr
+            index, scores = index[keep], scores[keep]
+            channel, position = np.divmod(index, positions)
+            anchor, label = np.divmod(channel, self.classes)
+            deltas = reg_map[n].reshape(self.anchors, 4, positions)[anchor, :, position]
+            all_boxes.append(self.decode(level_priors[position * self.anchors + anchor],
+                                         deltas))
+            all_scores.append(scores)
+            all_labels.append(label)
+        boxes = np.concatenate(all_boxes)
+        boxes = np.minimum(np.maximum(boxes, 0),
+                           np.asarray([width, height, width, height], np.float32))
+        scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
+        if self.min_bbox_size >= 0:
+            wide = ((boxes[:, 2] - boxes[:, 0] > self.min_bbox_size)
+                    & (boxes[:, 3] - boxes[:, 1] > self.min_bbox_size))
+            boxes, scores, labels = boxes[wide], scores[wide], labels[wide]
+        self.nms_candidates = len(scores)  # of the last image, for the report
+        keep = self.nms(boxes, scores, labels)
+        return boxes[keep], scores[keep], labels[keep]
+
+    def decode(self, priors, deltas):
+        """mmdet's ``delta2bbox`` (no clipping here; the caller clips to the input)."""
+        deltas = deltas * self.stds + self.means
+        centers = (priors[:, :2] + priors[:, 2:]) * 0.5
+        sizes = priors[:, 2:] - priors[:, :2]
+        centers = centers + sizes * deltas[:, :2]
+        sizes = sizes * np.exp(np.clip(deltas[:, 2:], -self.max_ratio, self.max_ratio))
+        return np.concatenate([centers - sizes * 0.5, centers + sizes * 0.5], axis=1)
+
+    def nms(self, boxes, scores, labels):
+        """Class-aware greedy NMS: indices of the kept boxes, best first, <= max_per_img."""
+        if not scores.size:
+            return np.zeros(0, np.int64)
+        order = np.argsort(-scores, kind='stable')
+        shifted = boxes[order] + (labels[order] * (boxes.max() + 1)).astype(
+            np.float32)[:, None]
+        x1, y1, x2, y2 = (np.ascontiguousarray(c) for c in shifted.T)
+        areas = (x2 - x1) * (y2 - y1)
+        suppressed = np.zeros(order.size, bool)
+        keep = []
+        for i in range(order.size):  # contiguous slices of the later boxes: no gathers
+            if suppressed[i]:
+                continue
+            keep.append(i)
+            if len(keep) == self.max_per_img:
+                break
+            w = np.minimum(x2[i], x2[i + 1:]) - np.maximum(x1[i], x1[i + 1:])
+            h = np.minimum(y2[i], y2[i + 1:]) - np.maximum(y1[i], y1[i + 1:])
+            inter = np.maximum(w, 0) * np.maximum(h, 0)
+            suppressed[i + 1:] |= inter > self.iou_thr * (areas[i] + areas[i + 1:] - inter)
+        return order[np.asarray(keep, np.int64)]
+
+
+def check_detections(dets, labels, reference, what, box_atol=1e-3, score_atol=1e-4):
+    """Refuse to time an end-to-end graph whose ``dets``/``labels`` differ from ``reference``
+    (the numpy post-processing): per image the same count and labels, boxes within
+    ``box_atol`` pixels, scores within ``score_atol``. Returns the detections per image."""
+    counts = []
+    for n, (boxes, scores, ref_labels) in enumerate(reference):
+        count = int((labels[n] >= 0).sum())
+        problem = None
+        if count != len(scores):
+            problem = f'{count} detections, numpy {len(scores)}'
+        elif not np.array_equal(labels[n, :count], ref_labels):
+            problem = 'labels differ'
+        elif count and np.abs(dets[n, :count, :4] - boxes).max() > box_atol:
+            problem = f'boxes differ by {np.abs(dets[n, :count, :4] - boxes).max():.3g} px'
+        elif count and np.abs(dets[n, :count, 4] - scores).max() > score_atol:
+            problem = f'scores differ by {np.abs(dets[n, :count, 4] - scores).max():.3g}'
+        if problem:
+            raise RuntimeError(f'{what}: image {n}: {problem} -- the end-to-end graph and the '
+                               'numpy post-processing disagree; not timing them')
+        counts.append(count)
+    return counts
+
+
+def ort_profiles(cases, runs, tmp_dir):
+    """{name: {op type: (ms per run, nodes)}} of ``runs`` profiled 1-thread onnxruntime calls
+    of each ``name: (path, feed)`` of ``cases``, interleaved."""
+    sessions = {name: (ort_session(path, 1, osp.join(tmp_dir, f'profile_{name}')), feed)
+                for name, (path, feed) in cases.items()}
+    for _ in range(runs):
+        for session, feed in sessions.values():
+            session.run(None, feed)
+    profiles = {}
+    for name, (session, _) in sessions.items():
+        profile = session.end_profiling()
+        with open(profile) as f:
+            events = json.load(f)
+        os.remove(profile)
+        totals, nodes = {}, {}
+        for event in events:
+            if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time'):
+                op = event['args']['op_name']
+                totals[op] = totals.get(op, 0.0) + event['dur'] / 1e3 / runs
+                nodes.setdefault(op, set()).add(event['name'])
+        profiles[name] = {op: (ms, len(nodes[op])) for op, ms in totals.items()}
+    return profiles
+
+
+def profile_lines(end2end, raw):
+    """The end-to-end graph's operator time beyond the raw graph's: per operator type with
+    nodes the raw graph lacks, largest first; the rest (the same nodes in both graphs) differs
+    by noise and layout only and is summed."""
+    none = (0.0, 0)
+    extra = {op: (ms - raw.get(op, none)[0], n - raw.get(op, none)[1])
+             for op, (ms, n) in end2end.items()}
+    added = {op: v for op, v in extra.items() if v[1] > 0}
+    same = sum(ms for op, (ms, _) in extra.items() if op not in added)
+    ranked = sorted(added.items(), key=lambda item: -item[1][0])
+    parts = ', '.join(f'{op} {ms:.2f} ms ({n} nodes)' for op, (ms, n) in ranked[:8])
+    if len(ranked) > 8:
+        parts += (f', {len(ranked) - 8} more types {sum(v[0] for _, v in ranked[8:]):.2f} ms '
+                  f'({sum(v[1] for _, v in ranked[8:])} nodes)')
+    return [f'end2end profile (onnxruntime, 1 thread, operator time per run, interleaved): '
+            f'raw graph {sum(ms for ms, _ in raw.values()):.2f} ms, end-to-end graph '
+            f'{sum(ms for ms, _ in end2end.values()):.2f} ms; the post-processing nodes by '
+            f'operator type: {sum(ms for ms, _ in added.values()):.2f} ms = {parts}; the '
+            f'nodes both graphs have: {same:+.2f} ms']
+
+
+def run_end2end(args, rows, tmp_dir, notes):
+    """End-to-end graph vs raw graph + numpy post-processing (RetinaNet, 1 thread, batch 1).
+
+    Appends what the run found (candidates, detections, the profile) to ``notes``.
+    """
+    size = 128 if args.quick else 320
+    shape = (1, 3, size, size)
+    torch.set_num_threads(1)
+    model = build_end2end_detector()
+    module = end2end_module(model)
+    images = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    end2end_path, raw_path = (osp.join(tmp_dir, f'{name}.onnx') for name in ('e2e', 'raw'))
+    export_graph(module, end2end_path, images, module.output_names)
+    export_onnx(model, raw_path, shape, overwrite=True)
+    postprocess = NumpyDensePostprocess(model.bbox_head)
+    feed_e2e, feed_raw = {'input': images.numpy()}, {'images': images.numpy()}
+    end2end, raw = ort_session(end2end_path, 1), ort_session(raw_path, 1)
+
+    def raw_numpy():
+        return postprocess(raw.run(None, feed_raw), size, size)
+
+    reference = raw_numpy()
+    counts = check_detections(*end2end.run(None, feed_e2e), reference,
+                              'end-to-end graph in onnxruntime')
+    candidates, checked = postprocess.nms_candidates, ['onnxruntime']
+    cases = {('end-to-end graph', 'onnxruntime'): lambda: end2end.run(None, feed_e2e),
+             ('raw graph + numpy post-processing', 'onnxruntime'): raw_numpy,
+             ('raw graph only', 'onnxruntime'): lambda: raw.run(None, feed_raw)}
+    if args.openvino is not None:
+        ov_end2end = openvino_runner(args.openvino, end2end_path, shape, 1)
+        ov_raw = openvino_runner(args.openvino, raw_path, shape, 1)
+        check_detections(*ov_end2end(feed_e2e), reference, 'end-to-end graph in OpenVINO')
+        check_detections(*ov_end2end(feed_e2e), postprocess(ov_raw(feed_raw), size, size),
+                         'raw graph + numpy post-processing in OpenVINO')
+        checked.append('OpenVINO')
+        cases[('end-to-end graph', 'openvino')] = lambda: ov_end2end(feed_e2e)
+        cases[('raw graph + numpy post-processing', 'openvino')] = \
+            lambda: postprocess(ov_raw(feed_raw), size, size)
+    notes.append(f'end2end, {size}x{size}: score_thr {postprocess.score_thr}: {candidates} '
+                 f'candidates enter NMS, {counts[0]} detections; the end-to-end graph\'s '
+                 'detections agree with the numpy post-processing\'s (same count and labels, '
+                 f'boxes within 1e-3 px) in {" and ".join(checked)}')
+    print(notes[-1], flush=True)
+    for (structure, backend), lat in measure_interleaved(cases, args.runs).items():
+        rows.append(dict(part='end2end', model='RetinaNet-RepGhostNet 1.0x',
+                         structure=structure, backend=backend, threads=1, batch=1,
+                         input=f'{size}x{size}', median_ms=lat.median_ms, min_ms=lat.min_ms,
+                         max_ms=lat.max_ms))
+        print(f'end2end {structure} {backend}: {lat.median_ms:.2f} ms', flush=True)
+    profiles = ort_profiles({'e2e': (end2end_path, feed_e2e), 'raw': (raw_path, feed_raw)},
+                            3 if args.quick else args.runs, tmp_dir)
+    notes.extend(profile_lines(profiles['e2e'], profiles['raw']))
 
 
 def single_core_peak_gflops():
@@ -353,15 +728,43 @@ def summary_lines(rows):
     ratio('training step, with / without the BN re-parameterization branch',
           median_ms(rows, part='training', structure='with BN branch (paper)'),
           median_ms(rows, part='training', structure='no re-param branch'))
+    for threads in sorted({r['threads'] for r in rows if r['part'] == 'models'}):
+        for batch in (1, 8):
+            case = dict(part='models', model='RepGhostNet 1.0x', structure='deployed',
+                        threads=threads, batch=batch)
+            label = f'{threads} thread{"s" if threads > 1 else ""}, batch {batch}'
+            ratio(f'OpenVINO / onnxruntime, {label}: deployed RepGhostNet 1.0x',
+                  median_ms(rows, backend='openvino', **case),
+                  median_ms(rows, backend='onnxruntime', **case))
+            ratio(f'OpenVINO, {label}: deployed RepGhostNet 1.0x, dynamic / static input shape',
+                  median_ms(rows, backend='openvino (dynamic shape)', **case),
+                  median_ms(rows, backend='openvino', **case))
+    for batch in (1, 8):
+        ov = dict(part='models', backend='openvino', threads=1, batch=batch)
+        ratio(f'OpenVINO, 1 thread, batch {batch}: deployed RepGhostNet 1.0x / GhostNet 1.0x',
+              median_ms(rows, model='RepGhostNet 1.0x', structure='deployed', **ov),
+              median_ms(rows, model='GhostNet 1.0x', **ov))
+    e2e = {(r['structure'], r['backend']): r['median_ms'] for r in rows
+           if r['part'] == 'end2end'}
+    numpy_post = e2e.get(('raw graph + numpy post-processing', 'onnxruntime'))
+    ratio('end2end, onnxruntime: end-to-end graph / raw graph + numpy post-processing',
+          e2e.get(('end-to-end graph', 'onnxruntime')), numpy_post)
+    ratio('end2end: OpenVINO end-to-end graph / onnxruntime raw graph + numpy post-processing',
+          e2e.get(('end-to-end graph', 'openvino')), numpy_post)
+    ratio('end2end, OpenVINO: end-to-end graph / raw graph + numpy post-processing',
+          e2e.get(('end-to-end graph', 'openvino')),
+          e2e.get(('raw graph + numpy post-processing', 'openvino')))
+    ratio('end2end, onnxruntime: raw graph + numpy post-processing / raw graph only',
+          numpy_post, e2e.get(('raw graph only', 'onnxruntime')))
     return lines + efficiency_lines(rows)
 
 
 def efficiency_lines(rows):
-    """Achieved GFLOP/s of deployed RepGhostNet 1.0x (onnxruntime, 1 thread) vs the peak."""
+    """Achieved GFLOP/s of deployed RepGhostNet 1.0x (ORT, OpenVINO; 1 thread) vs the peak."""
     from mmrepghost.utils import count_params_macs
-    timed = [r for r in rows if (r['part'], r['model'], r['structure'], r['backend'],
-                                 r['threads']) == ('models', 'RepGhostNet 1.0x', 'deployed',
-                                                   'onnxruntime', 1)]
+    timed = [r for r in rows if (r['part'], r['model'], r['structure'], r['threads']) == (
+        'models', 'RepGhostNet 1.0x', 'deployed', 1) and r['backend'] in ('onnxruntime',
+                                                                          'openvino')]
     if not timed:
         return []
     macs = count_params_macs(build_classifier('1.0x'), torch.randn(1, 3, 224, 224))[1]
@@ -371,7 +774,7 @@ def efficiency_lines(rows):
         achieved = 2 * macs * r['batch'] / (r['median_ms'] / 1e3) / 1e9
         share = f', {100 * achieved / peak:.0f}% of one core\'s peak {peak:.0f} GFLOP/s ' \
                 f'({how})' if peak else f' (peak unknown: {how})'
-        lines.append(f'Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch '
+        lines.append(f'Deployed RepGhostNet 1.0x, {r["backend"]}, 1 thread, batch '
                      f'{r["batch"]}: {achieved:.1f} GFLOP/s{share}.')
     return lines
 
@@ -419,7 +822,9 @@ def plot(rows, path):
 def main(argv=None) -> int:
     args = parse_args(argv)
     thread_counts = [1] if args.quick else sorted({1, os.cpu_count() or 1})
-    rows = []
+    args.openvino = openvino_core() if {'models', 'detectors', 'end2end'} & set(
+        args.parts) else None
+    rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp_dir:
         if 'models' in args.parts:
             run_models(args, thread_counts, rows, tmp_dir)
@@ -431,8 +836,10 @@ def main(argv=None) -> int:
             run_detectors(args, thread_counts, rows, tmp_dir)
         if 'training' in args.parts:
             run_training(args, thread_counts, rows)
+        if 'end2end' in args.parts:
+            run_end2end(args, rows, tmp_dir, notes)
     table = markdown(rows)
-    summary = summary_lines(rows)
+    summary = summary_lines(rows) + notes
     if summary:
         table += '\n' + '\n'.join(f'- {line}' for line in summary) + '\n'
     write_report(args.out_dir, 'results', table, rows)
