@@ -10,7 +10,8 @@
 #     tools/deploy_test.py: its COCO mAP in the PyTorch-free runtime (onnxruntime, OpenVINO);
 #     tools/deploy_infer.py: the runtime's drawn predictions on four val images;
 #  7. draw PyTorch's predictions on four val images into $WORK_DIR/predictions.png;
-#  8. print the mAPs and end with the deployed network's COCO bbox mAP table.
+#  8. print the deployed network's COCO bbox mAP table, then end with the mAPs side by side:
+#     PyTorch (training structure, deployed) and the PyTorch-free runtime (both backends).
 # CONFIG and WORK_DIR may be overridden; DEPLOY=0 skips 4-6 (e.g. for the MobileNetV2 baseline,
 # CONFIG=configs/retinanet/mobilenetv2_1_0x_tiny-coco.py DEPLOY=0).
 set -euo pipefail
@@ -50,17 +51,19 @@ if [ "$DEPLOY" = 1 ]; then
 fi
 python tools/show_predictions.py "$CONFIG" "$CHECKPOINT" --images data/tiny_coco/val2017 \
   --num 4 --out "$WORK_DIR/predictions.png" --force
-echo "[demo] bbox mAP, training structure: $(grep -o 'coco/bbox_mAP: [0-9.]*' \
+echo "[demo] COCO bbox mAP of $CHECKPOINT on data/tiny_coco val:"
+grep -E 'Average Precision|bbox_mAP_copypaste' "$TABLE_LOG" | tail -n 13
+if [ "$DEPLOY" = 1 ]; then
+  grep -E '^latency' "$WORK_DIR/export.log" | sed 's/^/[demo] /'
+  echo "[demo] drawn: $WORK_DIR/predictions.png (PyTorch), $WORK_DIR/runtime_predictions/ (runtime)"
+fi
+echo "[demo] bbox mAP, training structure (PyTorch): $(grep -o 'coco/bbox_mAP: [0-9.]*' \
   "$WORK_DIR/test_train.log" | tail -n 1)"
 if [ "$DEPLOY" = 1 ]; then
-  echo "[demo] bbox mAP, deployed (re-parameterized): $(grep -o 'coco/bbox_mAP: [0-9.]*' \
-    "$WORK_DIR/test_deploy.log" | tail -n 1)"
+  echo "[demo] bbox mAP, deployed (re-parameterized, PyTorch): $(grep -o \
+    'coco/bbox_mAP: [0-9.]*' "$WORK_DIR/test_deploy.log" | tail -n 1)"
   for backend in onnxruntime openvino; do
     echo "[demo] bbox mAP, end-to-end ONNX without PyTorch ($backend): $(grep -o \
       'coco/bbox_mAP: [0-9.]*' "$WORK_DIR/deploy_test_$backend.log" | tail -n 1)"
   done
-  echo "[demo] the runtime's drawn predictions: $WORK_DIR/runtime_predictions/"
-  grep -E '^latency' "$WORK_DIR/export.log" | sed 's/^/[demo] /'
 fi
-echo "[demo] COCO bbox mAP of $CHECKPOINT on data/tiny_coco val:"
-grep -E 'Average Precision|bbox_mAP_copypaste' "$TABLE_LOG" | tail -n 13
