@@ -10,6 +10,14 @@ env:
 demo: env
 	bash tools/run_demo.sh
 
-## test: the whole test suite (pytest prints its 'N passed' summary)
+## test: the whole test suite, in two pytest processes (each prints its 'N passed' summary)
+# The tests that run the deployment backends (onnxruntime, OpenVINO) in-process go second, in
+# their own process: in one process with the rest, the run died of a SIGSEGV inside CPython
+# (a type lookup while closing a subprocess pipe in tests/test_tools/test_convert_weights.py,
+# long after those tests had passed), i.e. memory corrupted earlier by a native extension.
+# Reproduced twice in a full run, never in smaller runs; not root-caused (2026-12-01).
+DEPLOY_TESTS := tests/test_deploy tests/test_runtime tests/test_tools/test_benchmark_latency.py \
+	tests/test_tools/test_deploy_test.py
 test: env
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(DEPLOY_TESTS))
+	$(PY) -m pytest $(PYTEST_ARGS) $(DEPLOY_TESTS)
