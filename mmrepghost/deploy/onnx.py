@@ -233,22 +233,21 @@ def _num_classes(module: nn.Module, example_outputs: List[Tensor]) -> int:
 
 def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: Sequence[str],
                    input_shape: Sequence[int] = (1, 3, 320, 320), overwrite: bool = False,
-                   probs: bool = True, test_cfg: Optional[dict] = None):
+                   probs: bool = True):
     """Export the deployed ``model`` end to end to ``path`` and its sidecar beside it.
 
     ``cfg`` gives the preprocessing (test pipeline and data preprocessor, see
     :func:`.preprocess_spec.preprocess_spec`), ``classes`` the class names (the checkpoint's
     ``dataset_meta``), ``checkpoint`` the source file whose hash the sidecar records;
-    ``probs`` chooses a classifier's softmax ``probs`` over ``logits``; ``test_cfg`` replaces
-    the detector's. Both files are written atomically, together, replaced only with
-    ``overwrite``. The graph's ``metadata_props`` and the sidecar share a fresh export id, so
-    a runtime can tell a sidecar of another export. Returns the runtime's ``Sidecar``.
+    ``probs`` chooses a classifier's softmax ``probs`` over ``logits``; a detector's
+    ``test_cfg`` (the model's, i.e. the config's) is baked in. Both files are written
+    atomically, together, replaced only with ``overwrite``. The graph's ``metadata_props``
+    and the sidecar share a fresh export id, so a runtime can tell a sidecar of another
+    export. Returns the runtime's ``Sidecar``.
     """
     import onnx
     from mmrepghost_runtime.sidecar import Sidecar, sidecar_path, write_sidecar
     module = end2end_module(model, probs)
-    if test_cfg is not None:
-        module = type(module)(module.detector, test_cfg).eval()
     example = torch.zeros(*input_shape)
     with torch.no_grad():
         outputs = module(example)
