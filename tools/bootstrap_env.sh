@@ -138,9 +138,9 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 STEP="installing mmdet, mmpretrain and the test requirements"
-say "installing mmengine, mmdet, mmpretrain, pycocotools, openmim, timm, onnx, onnxruntime, onnxscript, pytest"
+say "installing mmengine, mmdet, mmpretrain, pycocotools, openmim, timm, onnx, onnxruntime, onnxscript, openvino, torchao, nncf, pytest"
 pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/optional.txt" \
-  -r "$ROOT/requirements/deploy.txt"
+  -r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/quantize.txt"
 
 STEP="installing mmrepghost (editable)"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
