@@ -41,6 +41,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -51,7 +52,8 @@ from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inp
                      match_patterns, require, sqnr_db)
 from .onnx_graph import WEIGHTED_OPS, network_nodes, not_deployed
 
-__all__ = ['MIN_SQNR_DB', 'calibrate', 'quantize_graph', 'probe_layers', 'decide',
+__all__ = ['MIN_SQNR_DB', 'Quantization', 'quantize_model', 'layer_records', 'compare_outputs',
+           'calibrate', 'quantize_graph', 'quantized_nodes', 'probe_layers', 'decide',
            'quantize_onnxruntime', 'time_sessions']
 
 #: auto-exclude: a layer whose int8 output has a lower SQNR than this stays fp32
@@ -428,6 +430,88 @@ def _with_outputs(model, names: Sequence[str]):
     return result
 
 
+@dataclass
+class Quantization:
+    """What :func:`quantize_model` decided and built."""
+    model: object  # the QDQ ModelProto
+    ranges: object  # onnxruntime's TensorsData
+    network: List[str]  # the network's node names
+    weighted: List[str]  # its Conv/Gemm/MatMul nodes
+    probes: Dict[str, dict]  # per-layer measurements (probe_layers)
+    fp32: Dict[str, str]  # weighted layers kept fp32 -> why
+    nodes: List[str]  # the nodes quantized
+
+
+def quantize_model(model, input_name: str, calib_batches: Iterable[np.ndarray],
+                   probe_batches: Sequence[np.ndarray], exclude: Sequence[str] = (),
+                   auto_exclude: bool = False, threads: int = 1, runs: int = 20,
+                   min_sqnr: float = MIN_SQNR_DB, log: Callable[[str], None] = print,
+                   name: str = 'the model') -> Quantization:
+    """Calibrate, measure, decide and quantize an in-memory deployed ONNX model.
+
+    ``calib_batches``: the calibration inputs (an iterable, consumed once); ``probe_batches``:
+    a few inputs for the per-layer measurements. ``QuantizeError`` for a model with
+    BatchNormalization, without weighted layers, or an ``exclude`` pattern matching nothing.
+    """
+    trained = not_deployed(model.graph)
+    if trained:
+        raise QuantizeError(f'{name} is not a deployed model: it has {len(trained)} '
+                            f'BatchNormalization node(s) (e.g. {trained[0]!r}); export the '
+                            're-parameterized network (tools/export_onnx.py fuses a training '
+                            'checkpoint) and quantize that')
+    network = network_nodes(model.graph)
+    inside = set(network)
+    weighted = [n.name for n in model.graph.node if n.name in inside
+                and n.op_type in WEIGHTED_OPS]
+    if not weighted:
+        raise QuantizeError(f'{name} has no Conv/Gemm/MatMul layer to quantize')
+    excluded = match_patterns(weighted, exclude, 'layers (ONNX node names)')
+    ranges = calibrate(model, input_name, calib_batches)
+    log(f'measuring {len(weighted)} layers alone (SQNR'
+        + (f', kernel times x{runs})' if auto_exclude else ')') + ' ...')
+    probes = probe_layers(model, ranges, probe_batches, input_name, weighted, threads,
+                          runs if auto_exclude else 0, log)
+    fp32 = decide(network, weighted, probes, excluded, auto_exclude, min_sqnr)
+    nodes = quantized_nodes(model.graph, network, fp32)
+    return Quantization(quantize_graph(model, ranges, nodes), ranges, network, weighted,
+                        probes, fp32, nodes)
+
+
+def layer_records(result: Quantization) -> List[LayerRecord]:
+    """One :class:`LayerRecord` per weighted layer, in graph order."""
+    records = []
+    for name in result.weighted:
+        p = result.probes.get(name, {})
+        records.append(LayerRecord(
+            name=name, kind=p.get('kind', ''),
+            precision='fp32' if name in result.fp32 else 'int8',
+            reason=result.fp32.get(name, ''), fp32_ms=p.get('fp32_ms'),
+            int8_ms=p.get('int8_ms'), sqnr_db=p.get('sqnr_db'), cosine=p.get('cosine')))
+    return records
+
+
+def compare_outputs(model, result: Quantization, input_name: str,
+                    samples: Sequence[np.ndarray], threads: int = 1) -> dict:
+    """Cosine and SQNR of the network's final tensors (logits, head maps), int8 vs fp32."""
+    heads = _head_outputs(model.graph, result.network)
+    reference = _session(_with_outputs(model, heads), threads)
+    quantized = _session(quantize_graph(_with_outputs(model, heads), result.ranges,
+                                        result.nodes), threads)
+    expected = [reference.run(heads, {input_name: x}) for x in samples]
+    got = [quantized.run(heads, {input_name: x}) for x in samples]
+    flat = [np.concatenate([t.ravel() for r in rs for t in r]) for rs in (expected, got)]
+    return dict(compared=f'{len(heads)} network output(s) on {len(samples)} calibration '
+                'images', cosine=cosine(*flat), sqnr_db=sqnr_db(*flat))
+
+
+def _set_metadata(model, key: str, value: str) -> None:
+    entry = next((p for p in model.metadata_props if p.key == key), None)
+    if entry is None:
+        entry = model.metadata_props.add()
+        entry.key = key
+    entry.value = value
+
+
 def _check_paths(model_path: str, out: str, overwrite: bool) -> None:
     if not str(out).endswith('.onnx'):
         raise QuantizeError(f'OUT {out!r}: the onnxruntime backend writes an .onnx file '
@@ -462,79 +546,39 @@ def quantize_onnxruntime(model_path: str, out: str, calib_paths: Sequence[str],
         raise FileNotFoundError(f'{model_path}: no such model file')
     sidecar = load_sidecar(model_path)
     model = onnx.load(model_path)
-    trained = not_deployed(model.graph)
-    if trained:
-        raise QuantizeError(f'{model_path} is not a deployed model: it has {len(trained)} '
-                            f'BatchNormalization node(s) (e.g. {trained[0]!r}); export the '
-                            're-parameterized network (tools/export_onnx.py fuses a training '
-                            'checkpoint) and quantize that')
-    network = network_nodes(model.graph)
-    weighted = [n.name for n in model.graph.node if n.name in set(network)
-                and n.op_type in WEIGHTED_OPS]
-    if not weighted:
-        raise QuantizeError(f'{model_path} has no Conv/Gemm/MatMul layer to quantize')
-    excluded = match_patterns(weighted, exclude, 'layers (ONNX node names)')
     preprocess = sidecar.preprocess.to_dict()
     input_name = sidecar.input
-
     log(f'calibrating on {len(calib_paths)} train images (MinMax) ...')
-    start = time.perf_counter()
-    ranges = calibrate(model, input_name, calibration_inputs(calib_paths, preprocess))
-    calib_s = time.perf_counter() - start
     samples = list(calibration_inputs(calib_paths[:probe_images], preprocess))
-    log(f'measuring {len(weighted)} layers alone (SQNR'
-        + (f', kernel times x{runs})' if auto_exclude else ')') + ' ...')
-    probes = probe_layers(model, ranges, samples, input_name, weighted, threads,
-                          runs if auto_exclude else 0, log)
-    fp32 = decide(network, weighted, probes, excluded, auto_exclude, min_sqnr)
-    nodes = quantized_nodes(model.graph, network, fp32)
-    quantized = quantize_graph(model, ranges, nodes)
+    start = time.perf_counter()
+    result = quantize_model(model, input_name, calibration_inputs(calib_paths, preprocess),
+                            samples, exclude, auto_exclude, threads, runs, min_sqnr, log,
+                            name=model_path)
+    log(f'quantized in {time.perf_counter() - start:.1f} s')
+    quantized = result.model
 
     export_id = uuid.uuid4().hex
-    meta = {p.key: p for p in quantized.metadata_props}
-    if 'mmrepghost.export_id' in meta:
-        meta['mmrepghost.export_id'].value = export_id
-    else:
-        entry = quantized.metadata_props.add()
-        entry.key, entry.value = 'mmrepghost.export_id', export_id
-    entry = meta.get('mmrepghost.quantization') or quantized.metadata_props.add()
-    entry.key, entry.value = 'mmrepghost.quantization', 'onnxruntime-qdq-u8s8'
+    _set_metadata(quantized, 'mmrepghost.export_id', export_id)
+    _set_metadata(quantized, 'mmrepghost.quantization', 'onnxruntime QDQ u8 activations, '
+                  's8 per-channel weights')
     new_sidecar = dict(sidecar.to_dict(), export_id=export_id)
 
     # whole-model comparison and latency, before writing anything
-    heads = _head_outputs(model.graph, network)
-    fp32_session = _session(_with_outputs(model, heads), threads)
-    int8_check = quantize_graph(_with_outputs(model, heads), ranges, nodes)
-    int8_session = _session(int8_check, threads)
-    expected = [fp32_session.run(heads, {input_name: x}) for x in samples]
-    got = [int8_session.run(heads, {input_name: x}) for x in samples]
-    flat = [np.concatenate([t.ravel() for r in rs for t in r]) for rs in (expected, got)]
-    outputs = dict(compared=f'{len(heads)} network output(s) on {len(samples)} calibration '
-                   'images', cosine=cosine(*flat), sqnr_db=sqnr_db(*flat))
-    del fp32_session, int8_session
-    feed = {input_name: samples[0]}
-    sessions = [_session(model, threads), _session(quantized, threads)]
-    fp32_ms, int8_ms = time_sessions(sessions, [feed, feed], runs)
+    outputs = compare_outputs(model, result, input_name, samples, threads)
+    fp32_ms, int8_ms = time_sessions([_session(model, threads), _session(quantized, threads)],
+                                     [{input_name: samples[0]}] * 2, runs)
     latency = dict(runtime='onnxruntime', threads=threads, batch=1,
                    shape='x'.join(map(str, samples[0].shape[2:])), runs=runs,
                    fp32_ms=fp32_ms, int8_ms=int8_ms, ratio=int8_ms / fp32_ms)
-    del sessions
 
     with atomic_write(out, overwrite) as tmp:
         onnx.save(quantized, tmp)
         write_sidecar(new_sidecar, sidecar_path(out), overwrite=overwrite)
-    layers = []
-    for name in weighted:
-        p = probes.get(name, {})
-        layers.append(LayerRecord(
-            name=name, kind=p.get('kind', ''), precision='fp32' if name in fp32 else 'int8',
-            reason=fp32.get(name, ''), fp32_ms=p.get('fp32_ms'), int8_ms=p.get('int8_ms'),
-            sqnr_db=p.get('sqnr_db'), cosine=p.get('cosine')))
+    layers = layer_records(result)
     notes = []
     if not auto_exclude:
         notes.append('per-layer kernel times are measured with --auto-exclude only')
     return QuantizeReport(
         backend='onnxruntime', model=model_path, out=out, config=config,
-        calibration=dict(split='train', images=len(calib_paths), method='MinMax',
-                         seconds=round(calib_s, 1)),
+        calibration=dict(split='train', images=len(calib_paths), method='MinMax'),
         layers=layers, latency=latency, outputs=outputs, notes=notes)
