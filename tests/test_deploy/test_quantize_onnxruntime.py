@@ -102,8 +102,8 @@ def test_quantize_then_evaluate(setup, capsys, tmp_path):
     # here, 33 dB for the trained tiny RetinaNet of `make demo`, whose mAP int8 keeps): so a
     # loose bound, 3x chance (12.5 %), and equal to the agreement counted here independently
     assert top1 >= 37.5, f'int8 top-1 {top1} vs fp32 {reference}'
-    labels = dict(line.split() for line in open(osp.join(str(root), 'tiny_imagenet', 'meta',
-                                                           'val.txt')))
+    meta = osp.join(str(root), 'tiny_imagenet', 'meta', 'val.txt')
+    labels = dict(line.split() for line in open(meta))
     val = sorted(glob.glob(osp.join(str(root), 'tiny_imagenet', 'val', '*.JPEG')))
     predictions = load_model(out).predict([read_image(p)[0] for p in val])
     truth = [int(labels[osp.basename(p)]) for p in val]
@@ -197,7 +197,8 @@ def small_graph():
         helper.make_node('Conv', ['a2', 'w'], ['c4'], name='conv4'),
     ]
     x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 4, 8, 8])
-    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ('c3', 'c4', 'decoded')]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+            for n in ('c3', 'c4', 'decoded')]
     return helper.make_graph(nodes, 'g', [x], outs, [w, k])
 
 
