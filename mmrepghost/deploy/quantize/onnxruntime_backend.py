@@ -36,7 +36,6 @@ import copy
 import json
 import os
 import os.path as osp
-import statistics
 import tempfile
 import time
 import uuid
@@ -48,13 +47,14 @@ import numpy as np
 
 from mmrepghost_runtime.files import atomic_write
 from mmrepghost_runtime.sidecar import load_sidecar, sidecar_path, write_sidecar
+from ...utils.timing import measure_interleaved
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      match_patterns, require, sqnr_db)
 from .onnx_graph import WEIGHTED_OPS, network_nodes, not_deployed
 
 __all__ = ['MIN_SQNR_DB', 'Quantization', 'quantize_model', 'layer_records', 'compare_outputs',
            'calibrate', 'quantize_graph', 'quantized_nodes', 'probe_layers', 'decide',
-           'quantize_onnxruntime', 'time_sessions']
+           'quantize_onnxruntime']
 
 #: auto-exclude: a layer whose int8 output has a lower SQNR than this stays fp32
 MIN_SQNR_DB = 20.0
@@ -390,19 +390,6 @@ def decide(network: Sequence[str], weighted: Sequence[str], probes: Dict[str, di
 
 
 # -- whole models ----------------------------------------------------------------------------
-def time_sessions(sessions: Sequence, feeds: Sequence[dict], runs: int,
-                  warmup: int = 3) -> List[float]:
-    """Median ms of each session, measured interleaved (one run of each per round)."""
-    times = [[] for _ in sessions]
-    for round_ in range(warmup + runs):
-        for i, (session, feed) in enumerate(zip(sessions, feeds)):
-            start = time.perf_counter()
-            session.run(None, feed)
-            if round_ >= warmup:
-                times[i].append((time.perf_counter() - start) * 1e3)
-    return [statistics.median(t) for t in times]
-
-
 def _head_outputs(graph, network: Sequence[str]) -> List[str]:
     """The network's final tensors: outputs of network nodes read outside the network."""
     network = set(network)
@@ -565,8 +552,11 @@ def quantize_onnxruntime(model_path: str, out: str, calib_paths: Sequence[str],
 
     # whole-model comparison and latency, before writing anything
     outputs = compare_outputs(model, result, input_name, samples, threads)
-    fp32_ms, int8_ms = time_sessions([_session(model, threads), _session(quantized, threads)],
-                                     [{input_name: samples[0]}] * 2, runs)
+    feed = {input_name: samples[0]}
+    sessions = [_session(model, threads), _session(quantized, threads)]
+    timed = measure_interleaved({precision: (lambda s=s: s.run(None, feed))
+                                 for precision, s in zip(('fp32', 'int8'), sessions)}, runs)
+    fp32_ms, int8_ms = timed['fp32'].median_ms, timed['int8'].median_ms
     latency = dict(runtime='onnxruntime', threads=threads, batch=1,
                    shape='x'.join(map(str, samples[0].shape[2:])), runs=runs,
                    fp32_ms=fp32_ms, int8_ms=int8_ms, ratio=int8_ms / fp32_ms)
