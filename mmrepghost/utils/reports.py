@@ -10,6 +10,8 @@ from .checkpoint import atomic_write
 def write_report(out_dir: str, stem: str, markdown: str, rows: List[dict]) -> List[str]:
     """Write ``<stem>.md`` and ``<stem>.csv`` (one row per dict) into ``out_dir``.
 
+    The CSV's columns are every key of any row, in first-seen order (missing cells empty).
+
     Each file is written atomically and replaces the previous report of that name. Returns
     the two paths.
     """
@@ -22,7 +24,7 @@ def write_report(out_dir: str, stem: str, markdown: str, rows: List[dict]) -> Li
             f.write(markdown)
     with atomic_write(paths[1], overwrite=True) as tmp:
         with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             writer.writeheader()
             writer.writerows(rows)
     return paths

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import sys
 
@@ -131,6 +132,14 @@ def test_exclude_and_auto_exclude_hold_in_the_graph(setup, capsys, tmp_path):
             assert layer['precision'] == 'fp32' and layer['reason'] == f'--exclude {pattern!r}'
         elif layer['precision'] == 'fp32':
             assert layer['reason'].startswith('auto: '), layer
+    # the plan kept is the fastest whole model among those timed (all fp32 is a reference)
+    note = next(n for n in report['notes'] if n.startswith('whole-model ms of the plans'))
+    pairs = re.findall(r'([a-z][a-z0-9 -]+?) ([0-9.]+)(?:,|$)', note.split(': ', 1)[1])
+    plan_ms = {label: float(ms) for label, ms in pairs}
+    assert {'every layer', 'per-layer programme', 'all fp32'} <= set(plan_ms), note
+    fastest = min((label for label in plan_ms if label != 'all fp32'), key=plan_ms.get)
+    auto = {layer['reason'] for layer in convs if layer['reason'].startswith('auto: fp32 in')}
+    assert all(f'fastest plan ({fastest})' in reason for reason in auto), (auto, note)
     # the report's markdown lists each layer with its decision
     text = open(str(tmp_path / 'mixed.quantization.md')).read()
     assert all(f"`{layer['name']}`" in text for layer in report['layers'])

@@ -24,11 +24,14 @@ How:
    onnxruntime's profiler (``Conv``/``FusedConv`` fp32 vs ``QLinearConv``, median of
    interleaved runs, Quantize/Dequantize and layout transposes at the cut not counted), plus
    the time of those boundary operators.
-4. **Decisions** (:func:`decide`): with ``auto_exclude``, a layer stays fp32 when its int8
-   kernel is not faster than fp32 (``max_ratio``) or its SQNR is below ``min_sqnr`` dB; then
-   every connected group of int8 layers is kept only if its measured saving beats the
-   boundary operators it needs (a lone int8 layer between fp32 ones pays a Quantize, a
-   Dequantize and two transposes). ``--exclude`` patterns are applied first.
+4. **Decisions** (:func:`decide`): ``--exclude`` patterns first; with ``auto_exclude``, a
+   layer whose SQNR alone is below ``min_sqnr`` dB stays fp32, then candidate plans are built
+   (:func:`candidate_plans`): a dynamic programme over the measured kernel times, where each
+   change of precision costs the boundary operators measured at that layer (a lone int8
+   layer between fp32 ones pays a Quantize, a Dequantize, layout transposes and reorders),
+   every layer int8, and the first k layers fp32 for a few k. Each plan is quantized and the
+   whole model timed, interleaved with the fp32 model: the fastest plan wins (per-layer
+   estimates miss what only the whole graph shows, such as layout changes and fused adds).
 5. The whole fp32 and int8 graphs are then timed interleaved (the number that counts), and
    the network's outputs compared (classifier logits; a detector's head maps).
 """
@@ -315,10 +318,14 @@ def _time_layer(fp32, int8, sample, input_name, threads, runs, prefix) -> dict:
         for op, values in t.items():
             per = len(values) // total
             t[op] = values[3 * per:]
-    boundary = [op for op in times[1] if op not in _INT8_KERNELS]
+    # what a change of precision costs at this layer: the int8 side's quantize, dequantize and
+    # layout transposes, and the fp32 side's blocked-layout reorders
+    fp32_other = [op for op in times[0] if op not in _FP32_KERNELS]
+    int8_other = [op for op in times[1] if op not in _INT8_KERNELS]
     return dict(fp32_ms=_median_sum(times[0], _FP32_KERNELS, runs),
                 int8_ms=_median_sum(times[1], _INT8_KERNELS, runs),
-                boundary_ms=_median_sum(times[1], boundary, runs))
+                boundary_ms=(_median_sum(times[1], int8_other, runs)
+                             + _median_sum(times[0], fp32_other, runs)))
 
 
 # -- decisions -------------------------------------------------------------------------------
@@ -363,30 +370,58 @@ def _plan(layers: Sequence[str], probes: Dict[str, dict], forced: Iterable[str])
     return dict(zip(layers, final))
 
 
+def candidate_plans(weighted: Sequence[str], probes: Dict[str, dict],
+                    forced: Iterable[str], prefixes: int = 8) -> Dict[str, Dict[str, bool]]:
+    """Plans (``{layer: int8?}``) worth timing whole; ``forced`` layers are fp32 in all.
+
+    ``'per-layer programme'`` (:func:`_plan`), ``'every layer'`` and ``'first k fp32'`` for
+    ``prefixes`` evenly spaced k (early layers, at the highest resolution, are where int8
+    depthwise kernels lose most; a prefix pays one precision change).
+    """
+    forced = set(forced)
+    plans = {'every layer': {n: n not in forced for n in weighted}}
+    if any(probes.get(n, {}).get('int8_ms') is not None for n in weighted):
+        plans['per-layer programme'] = _plan(weighted, probes, forced)
+    count = len(weighted)
+    for step in range(1, prefixes):
+        k = round(step * count / prefixes)
+        plans[f'first {k} fp32'] = {n: i >= k and n not in forced
+                                    for i, n in enumerate(weighted)}
+    return plans
+
+
 def decide(network: Sequence[str], weighted: Sequence[str], probes: Dict[str, dict],
-           excluded: Dict[str, str], auto: bool, min_sqnr: float = MIN_SQNR_DB
-           ) -> Dict[str, str]:
-    """``{weighted layer: reason}`` of the layers that stay fp32 (see the module doc)."""
+           excluded: Dict[str, str], auto: bool, min_sqnr: float = MIN_SQNR_DB,
+           timed: Optional[Callable[[Dict[str, Dict[str, bool]]], Dict[str, float]]] = None
+           ) -> Tuple[Dict[str, str], Dict[str, float]]:
+    """``({weighted layer kept fp32: why}, {plan: measured ms})`` (see the module doc).
+
+    ``timed(plans) -> {plan: ms}`` measures whole models (it may add a reference such as
+    ``'all fp32'``); with ``auto``, the fastest of :func:`candidate_plans` is taken (without
+    ``timed``: the per-layer programme's plan).
+    """
     fp32 = {name: f'--exclude {pattern!r}' for name, pattern in excluded.items()}
     if not auto:
-        return fp32
+        return fp32, {}
     for name in weighted:
         sqnr = probes.get(name, {}).get('sqnr_db')
         if name not in fp32 and sqnr is not None and sqnr < min_sqnr:
             fp32[name] = f'auto: SQNR {sqnr:.1f} dB < {min_sqnr:g} dB'
-    plan = _plan(weighted, probes, fp32)
+    plans = candidate_plans(weighted, probes, fp32)
+    if timed is None:
+        times = {}
+        chosen = 'per-layer programme' if 'per-layer programme' in plans else 'every layer'
+    else:
+        times = timed(plans)
+        chosen = min(plans, key=times.get)
     for name in weighted:
-        if plan[name] or name in fp32:
+        if plans[chosen][name] or name in fp32:
             continue
         p = probes.get(name, {})
-        if p.get('int8_ms') is None:
-            fp32[name] = 'auto: not timed alone; follows its neighbours'
-        elif p['int8_ms'] >= p['fp32_ms']:
-            fp32[name] = f'auto: int8 kernel {p["int8_ms"] / max(p["fp32_ms"], 1e-9):.2f}x fp32'
-        else:
-            fp32[name] = 'auto: faster in int8 alone, but not worth the quantize/dequantize ' \
-                'between its fp32 neighbours'
-    return fp32
+        kernel = (f'; int8 kernel {p["int8_ms"] / max(p["fp32_ms"], 1e-9):.2f}x fp32 alone'
+                  if p.get('int8_ms') is not None else '')
+        fp32[name] = f'auto: fp32 in the fastest plan ({chosen}){kernel}'
+    return fp32, times
 
 
 # -- whole models ----------------------------------------------------------------------------
@@ -427,6 +462,7 @@ class Quantization:
     probes: Dict[str, dict]  # per-layer measurements (probe_layers)
     fp32: Dict[str, str]  # weighted layers kept fp32 -> why
     nodes: List[str]  # the nodes quantized
+    plan_ms: Dict[str, float]  # --auto-exclude: whole-model ms of each candidate plan
 
 
 def quantize_model(model, input_name: str, calib_batches: Iterable[np.ndarray],
@@ -458,10 +494,24 @@ def quantize_model(model, input_name: str, calib_batches: Iterable[np.ndarray],
         + (f', kernel times x{runs})' if auto_exclude else ')') + ' ...')
     probes = probe_layers(model, ranges, probe_batches, input_name, weighted, threads,
                           runs if auto_exclude else 0, log)
-    fp32 = decide(network, weighted, probes, excluded, auto_exclude, min_sqnr)
+    feed = {input_name: probe_batches[0]}
+
+    def timed(plans):
+        log(f'timing {len(plans)} candidate plans, whole model x{runs} ...')
+        sessions = {'all fp32': _session(model, threads)}
+        for label, plan in plans.items():
+            chosen = quantized_nodes(model.graph, network,
+                                     [n for n in weighted if not plan[n]])
+            sessions[label] = _session(quantize_graph(model, ranges, chosen), threads)
+        times = measure_interleaved({label: (lambda s=s: s.run(None, feed))
+                                     for label, s in sessions.items()}, runs, warmup=2)
+        return {label: lat.median_ms for label, lat in times.items()}
+
+    fp32, plan_ms = decide(network, weighted, probes, excluded, auto_exclude, min_sqnr,
+                           timed if auto_exclude else None)
     nodes = quantized_nodes(model.graph, network, fp32)
     return Quantization(quantize_graph(model, ranges, nodes), ranges, network, weighted,
-                        probes, fp32, nodes)
+                        probes, fp32, nodes, plan_ms)
 
 
 def layer_records(result: Quantization) -> List[LayerRecord]:
@@ -568,6 +618,10 @@ def quantize_onnxruntime(model_path: str, out: str, calib_paths: Sequence[str],
     notes = []
     if not auto_exclude:
         notes.append('per-layer kernel times are measured with --auto-exclude only')
+    else:
+        notes.append('whole-model ms of the plans tried: ' + ', '.join(
+            f'{label} {ms:.2f}' for label, ms in sorted(result.plan_ms.items(),
+                                                        key=lambda item: item[1])))
     return QuantizeReport(
         backend='onnxruntime', model=model_path, out=out, config=config,
         calibration=dict(split='train', images=len(calib_paths), method='MinMax'),
