@@ -122,16 +122,17 @@ def ort_variants(path, batches, calib, probe, runs):
 
 def openvino_variants(path, calib):
     """{variant: callable(feed)} for OpenVINO fp32 and NNCF int8, or {} (with the reason)."""
-    try:
-        from mmrepghost.deploy.quantize.openvino_backend import quantize_onnx_model_nncf
-        from mmrepghost_runtime.backends import open_session
-    except ImportError as e:
-        return {}, f'OpenVINO/NNCF skipped: {e}'
     import onnx
+
+    from mmrepghost.deploy.quantize.openvino_backend import quantize_graph_nncf
+    from mmrepghost_runtime.backends import open_session
     with tempfile.TemporaryDirectory() as tmp:
         int8_path = osp.join(tmp, 'int8.onnx')
-        onnx.save(quantize_onnx_model_nncf(onnx.load(path), calib), int8_path)
-        fp32 = open_session(path, 'openvino', threads=1)
+        try:
+            onnx.save(quantize_graph_nncf(onnx.load(path), calib), int8_path)
+            fp32 = open_session(path, 'openvino', threads=1)
+        except ImportError as e:
+            return {}, f'OpenVINO/NNCF skipped: {e}'
         int8 = open_session(int8_path, 'openvino', threads=1)
     return {'openvino fp32': fp32.run, 'openvino int8 (NNCF)': int8.run}, ''
 

@@ -23,7 +23,7 @@ import sys
 
 from mmrepghost.deploy.quantize import (BACKENDS, DEFAULT_CALIB_IMAGES, QuantizeError, quantize,
                                         report_paths)
-from mmrepghost_runtime.sidecar import SidecarError
+from mmrepghost_runtime import ImageError, ModelError, SidecarError
 
 
 def parse_args(argv=None):
@@ -58,8 +58,8 @@ def main(argv=None) -> int:
     try:
         report = quantize(args.backend, args.config, args.model, args.out, args.calib_images,
                           args.exclude, args.auto_exclude, args.threads, args.runs, args.force)
-    except (QuantizeError, SidecarError, FileExistsError, FileNotFoundError,
-            ImportError) as error:
+    except (QuantizeError, SidecarError, ImageError, ModelError, FileExistsError,
+            FileNotFoundError, ImportError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     summary = report.markdown().split('\n\n| layer')[0]

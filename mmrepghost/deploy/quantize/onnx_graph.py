@@ -15,7 +15,7 @@ __all__ = ['WEIGHTED_OPS', 'FEATURE_OPS', 'network_nodes', 'weighted_nodes', 'no
 WEIGHTED_OPS = ('Conv', 'Gemm', 'MatMul')
 FEATURE_OPS = ('Relu', 'Clip', 'LeakyRelu', 'HardSigmoid', 'HardSwish', 'Sigmoid', 'Add', 'Mul',
                'Concat', 'Split', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'ReduceMean',
-               'Resize', 'Flatten', 'Identity')
+               'Resize', 'Flatten', 'Reshape', 'Identity')
 
 
 def _edges(graph):
