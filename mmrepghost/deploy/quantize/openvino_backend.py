@@ -89,8 +89,9 @@ from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inp
                      match_patterns, require, sqnr_db)
 from .onnx_graph import WEIGHTED_OPS, network_nodes, not_deployed
 
-__all__ = ['quantize_openvino', 'quantize_graph_nncf', 'int8_layers', 'quantizer_nodes', 'AUTO_SLOWER',
-           'AUTO_MIN_GAIN_MS', 'AUTO_MIN_SQNR_DB', 'ERROR_IMAGES', 'DET_SCORE_THR']
+__all__ = ['quantize_openvino', 'quantize_graph_nncf', 'int8_layers', 'quantizer_nodes',
+           'AUTO_SLOWER', 'AUTO_MIN_GAIN_MS', 'AUTO_MIN_SQNR_DB', 'ERROR_IMAGES',
+           'DET_SCORE_THR']
 
 PURPOSE = 'the openvino backend (NNCF post-training quantization)'
 #: auto_exclude: int8 time / fp32 time above which a layer is "slower in int8" ...
