@@ -21,6 +21,7 @@ int8 measured interleaved. OUT is written atomically and never over MODEL or CON
 import argparse
 import sys
 
+from mmrepghost.deploy import LOAD_ERRORS
 from mmrepghost.deploy.quantize import (BACKENDS, DEFAULT_CALIB_IMAGES, QuantizeError, quantize,
                                         report_paths)
 from mmrepghost_runtime import ImageError, ModelError, SidecarError
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
         report = quantize(args.backend, args.config, args.model, args.out, args.calib_images,
                           args.exclude, args.auto_exclude, args.threads, args.runs, args.force)
     except (QuantizeError, SidecarError, ImageError, ModelError, FileExistsError,
-            FileNotFoundError, ImportError) as error:
+            FileNotFoundError, ImportError, *LOAD_ERRORS) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     summary = report.markdown().split('\n\n| layer')[0]
