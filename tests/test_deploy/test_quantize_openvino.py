@@ -335,7 +335,7 @@ def test_errors_write_nothing(classifier, tmp_path, monkeypatch):
         patch.setitem(sys.modules, 'nncf', None)
         refused(ImportError, r"needs the Python package 'nncf'.*`pip install nncf`", model,
                 out, images)
-    refused(QuantizeError, 'is the model being quantized', model, model, images)
+    refused(QuantizeError, 'would overwrite MODEL', model, model, images)
     refused(QuantizeError, r'ending in \.onnx', model, str(work / 'int8.xml'), images)
     refused(QuantizeError, r"--exclude 'nothing\*' matches none of the 96 quantizable",
             model, out, images, exclude=['*/conv_stem/*', 'nothing*'])

@@ -18,7 +18,8 @@ from mmrepghost_runtime.files import atomic_write_bytes
 
 __all__ = [
     'BACKENDS', 'QuantizeError', 'require', 'calibration_paths', 'calibration_inputs',
-    'match_patterns', 'LayerRecord', 'QuantizeReport', 'report_paths', 'sqnr_db', 'cosine'
+    'layer_kind', 'match_patterns', 'LayerRecord', 'QuantizeReport', 'report_paths', 'sqnr_db',
+    'cosine'
 ]
 
 #: backend -> the pip package its quantizer needs
@@ -86,6 +87,28 @@ def calibration_inputs(paths: Sequence[str], preprocess: dict,
     for path in paths:
         batch, _ = run_preprocess([read_image(path)[0]], spec)
         yield batch
+
+
+def layer_kind(op: str, weight: Sequence[int], group: int = 1, strides: Sequence[int] = (),
+               out_size: Sequence[int] = ()) -> str:
+    """How reports name a layer: ``'conv 3x3 s2 dw 24->24 @28x28'`` (kernel, stride,
+    depthwise or grouped, channels, **output** size), ``'gemm 960->1280'``.
+
+    ``weight``: the conv weight's shape (out, in / group, kh, kw) or a linear's (out, in).
+    """
+    op = op.lower()
+    at = '@' + 'x'.join(map(str, out_size)) if len(out_size) else ''
+    if op != 'conv' or len(weight) < 3:
+        text = f'{op} {weight[1]}->{weight[0]}' if len(weight) == 2 else op
+        return ' '.join(t for t in (text, at) if t)
+    in_ch = weight[1] * group
+    parts = ['conv ' + 'x'.join(map(str, weight[2:]))]
+    if any(s > 1 for s in strides):
+        parts.append('s' + 'x'.join(map(str, dict.fromkeys(strides))))
+    if group > 1:
+        parts.append('dw' if group == in_ch == weight[0] else f'g{group}')
+    parts += [f'{in_ch}->{weight[0]}', at]
+    return ' '.join(t for t in parts if t)
 
 
 def match_patterns(names: Iterable[str], patterns: Sequence[str], what: str) -> Dict[str, str]:

@@ -53,7 +53,8 @@ from mmrepghost_runtime.sidecar import load_sidecar, sidecar_path, write_sidecar
 from ...utils.timing import measure_interleaved
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      match_patterns, require, sqnr_db)
-from .onnx_graph import WEIGHTED_OPS, network_nodes, not_deployed
+from .onnx_graph import (WEIGHTED_OPS, check_output_pair, network_nodes, not_deployed,
+                         onnx_layer_kind, set_metadata)
 
 __all__ = ['MIN_SQNR_DB', 'Quantization', 'quantize_model', 'layer_records', 'compare_outputs',
            'calibrate', 'quantize_graph', 'quantized_nodes', 'probe_layers', 'decide',
@@ -195,19 +196,6 @@ def _layer_model(model, node, activation, out_name: str, in_shape):
     return result
 
 
-def _kind(node, weight, in_shape) -> str:
-    attrs = {a.name: a for a in node.attribute}
-    if node.op_type != 'Conv' or weight is None:
-        return node.op_type.lower()
-    out_ch, per_group, kh, kw = weight.dims
-    group = attrs['group'].i if 'group' in attrs else 1
-    stride = attrs['strides'].ints[0] if 'strides' in attrs else 1
-    in_ch = per_group * group
-    what = 'dw ' if group > 1 and group == in_ch else (f'g{group} ' if group > 1 else '')
-    return (f'conv {kh}x{kw} {what}{in_ch}->{out_ch}' + (f' s{stride}' if stride > 1 else '')
-            + f' @{in_shape[2]}x{in_shape[3]}')
-
-
 _FP32_KERNELS = ('Conv', 'FusedConv')
 _INT8_KERNELS = ('QLinearConv', )
 
@@ -245,7 +233,6 @@ def probe_layers(model, ranges, batches: Sequence[np.ndarray], input_name: str,
     graph = model.graph
     network = set(network_nodes(graph))
     producer, consumers = _graph_maps(graph)
-    inits = _initializers(graph)
     by_name = {n.name: n for n in graph.node}
     wanted = {}
     for name in layers:
@@ -274,8 +261,7 @@ def probe_layers(model, ranges, batches: Sequence[np.ndarray], input_name: str,
     try:
         for index, (name, (node, activation, out_name)) in enumerate(wanted.items()):
             samples = activations[node.input[0]]
-            weight = inits.get(node.input[1]) if len(node.input) > 1 else None
-            result = dict(kind=_kind(node, weight, samples[0].shape))
+            result = dict(kind=onnx_layer_kind(graph, node))
             results[name] = result
             fp32 = _layer_model(model, node, activation, out_name, samples[0].shape)
             if fp32 is None or node.op_type != 'Conv':
@@ -284,6 +270,7 @@ def probe_layers(model, ranges, batches: Sequence[np.ndarray], input_name: str,
             int8 = quantize_graph(fp32, ranges, quantize)
             reference, quantized = _session(fp32, threads), _session(int8, threads)
             expected = [reference.run(None, {node.input[0]: x})[0] for x in samples]
+            result['kind'] = onnx_layer_kind(graph, node, expected[0].shape)
             got = [quantized.run(None, {node.input[0]: x})[0] for x in samples]
             result['sqnr_db'] = sqnr_db(np.concatenate([e.ravel() for e in expected]),
                                         np.concatenate([g.ravel() for g in got]))
@@ -541,28 +528,6 @@ def compare_outputs(model, result: Quantization, input_name: str,
                 'images', cosine=cosine(*flat), sqnr_db=sqnr_db(*flat))
 
 
-def _set_metadata(model, key: str, value: str) -> None:
-    entry = next((p for p in model.metadata_props if p.key == key), None)
-    if entry is None:
-        entry = model.metadata_props.add()
-        entry.key = key
-    entry.value = value
-
-
-def _check_paths(model_path: str, out: str, overwrite: bool) -> None:
-    if not str(out).endswith('.onnx'):
-        raise QuantizeError(f'OUT {out!r}: the onnxruntime backend writes an .onnx file '
-                            '(and its sidecar .json beside it)')
-    for path, what in ((model_path, 'MODEL'), (sidecar_path(model_path), "MODEL's sidecar")):
-        for target in (out, sidecar_path(out)):
-            if osp.abspath(target) == osp.abspath(path):
-                raise QuantizeError(f'OUT {out!r} would overwrite {what} ({path}); choose '
-                                    'another output path')
-    for target in (out, sidecar_path(out)):
-        if osp.exists(target) and not overwrite:
-            raise FileExistsError(f'{target} exists; pass --force to replace it')
-
-
 def quantize_onnxruntime(model_path: str, out: str, calib_paths: Sequence[str],
                          exclude: Sequence[str] = (), auto_exclude: bool = False,
                          threads: int = 1, runs: int = 20, overwrite: bool = False,
@@ -578,9 +543,7 @@ def quantize_onnxruntime(model_path: str, out: str, calib_paths: Sequence[str],
     onnx = require('onnx', 'onnx', _PURPOSE)
     _ort()
     model_path, out = str(model_path), str(out)
-    _check_paths(model_path, out, overwrite)
-    if not osp.isfile(model_path):
-        raise FileNotFoundError(f'{model_path}: no such model file')
+    check_output_pair(model_path, out, overwrite, 'onnxruntime')
     sidecar = load_sidecar(model_path)
     model = onnx.load(model_path)
     preprocess = sidecar.preprocess.to_dict()
@@ -595,9 +558,9 @@ def quantize_onnxruntime(model_path: str, out: str, calib_paths: Sequence[str],
     quantized = result.model
 
     export_id = uuid.uuid4().hex
-    _set_metadata(quantized, 'mmrepghost.export_id', export_id)
-    _set_metadata(quantized, 'mmrepghost.quantization', 'onnxruntime QDQ u8 activations, '
-                  's8 per-channel weights')
+    set_metadata(quantized, {
+        'mmrepghost.export_id': export_id,
+        'mmrepghost.quantization': 'onnxruntime QDQ, u8 activations, s8 per-channel weights'})
     new_sidecar = dict(sidecar.to_dict(), export_id=export_id)
 
     # whole-model comparison and latency, before writing anything

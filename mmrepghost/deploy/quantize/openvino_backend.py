@@ -76,7 +76,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -87,7 +87,8 @@ from mmrepghost_runtime.sidecar import Sidecar, load_sidecar, sidecar_path, writ
 
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      match_patterns, require, sqnr_db)
-from .onnx_graph import WEIGHTED_OPS, network_nodes, not_deployed
+from .onnx_graph import (WEIGHTED_OPS, check_output_pair, network_nodes, not_deployed,
+                         onnx_layer_kind, set_metadata)
 
 __all__ = ['quantize_openvino', 'quantize_graph_nncf', 'int8_layers', 'quantizer_nodes',
            'AUTO_SLOWER', 'AUTO_MIN_GAIN_MS', 'AUTO_MIN_SQNR_DB', 'ERROR_IMAGES',
@@ -145,7 +146,7 @@ def quantize_openvino(model_path: str, out: str, calib_paths: Sequence[str],
     if missing:
         raise QuantizeError(f'{len(missing)} calibration images do not exist (e.g. '
                             f"{missing[0]}); check the config's train split")
-    _check_out(model_path, out, overwrite)
+    check_output_pair(model_path, out, overwrite, 'openvino')
     sidecar = load_sidecar(model_path)
     proto = onnx.load(model_path)
     bn = not_deployed(proto.graph)
@@ -211,7 +212,7 @@ def quantize_openvino(model_path: str, out: str, calib_paths: Sequence[str],
         export_id = uuid.uuid4().hex
         new_sidecar = Sidecar.from_dict(dict(sidecar.to_dict(), export_id=export_id))
         full = net.merge(final)
-        _set_metadata(full, {
+        set_metadata(full, {
             META_EXPORT_ID: export_id, META_SOURCE_EXPORT_ID: sidecar.export_id,
             META_QUANTIZATION: f'int8 QDQ, NNCF {nncf.__version__} for OpenVINO CPU, '
                                'per-channel weights'})
@@ -285,21 +286,6 @@ def quantizer_nodes(graph, source_graph) -> Dict[str, List[str]]:
 
 
 # --- arguments, files --------------------------------------------------------------------------
-def _check_out(model_path: str, out: str, overwrite: bool) -> None:
-    if not osp.isfile(model_path):
-        raise FileNotFoundError(f'{model_path}: no such model file')
-    if osp.splitext(out)[1].lower() != '.onnx':
-        raise QuantizeError(f'--out {out}: the openvino backend writes an .onnx file (QDQ) and '
-                            'its sidecar .json; give a path ending in .onnx')
-    if osp.abspath(out) == osp.abspath(model_path) or (
-            osp.exists(out) and osp.samefile(out, model_path)):
-        raise QuantizeError(f'--out {out} is the model being quantized; give another path '
-                            '(the fp32 model is never replaced)')
-    for path in (out, sidecar_path(out)):
-        if osp.exists(path) and not overwrite:
-            raise FileExistsError(f'{path} exists; pass --force (overwrite=True) to replace it')
-
-
 def _write_pair(staged: str, sidecar: Sidecar, out: str, overwrite: bool) -> None:
     """``staged`` to ``out`` and ``sidecar`` beside it, each atomically; the sidecar is
     written inside the model's write, so a failure of either leaves ``out`` as it was."""
@@ -354,14 +340,6 @@ def _nncf_quantize(nncf, net: '_Network', calibration: Sequence[np.ndarray],
             target_device=nncf.TargetDevice.CPU, subset_size=len(calibration),
             ignored_scope=nncf.IgnoredScope(names=list(ignored)),
             advanced_parameters=params)
-
-
-def _set_metadata(proto, values: Dict[str, str]) -> None:
-    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in values]
-    del proto.metadata_props[:]
-    for key, value in kept + list(values.items()):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
 
 
 # --- the network as a model of its own ---------------------------------------------------------
@@ -721,45 +699,6 @@ def _slower(fp32_ms: float, int8_ms: float) -> bool:
     return int8_ms > fp32_ms * AUTO_SLOWER and int8_ms - fp32_ms >= AUTO_MIN_GAIN_MS
 
 
-def _weight_shape(graph, name: str) -> Optional[Tuple[int, ...]]:
-    producer = {o: node for node in graph.node for o in node.output}
-    while name in producer and producer[name].op_type == 'Identity':
-        name = producer[name].input[0]
-    for tensor in graph.initializer:
-        if tensor.name == name:
-            return tuple(tensor.dims)
-    node = producer.get(name)
-    if node is not None and node.op_type == 'Constant':
-        for attribute in node.attribute:
-            if attribute.name == 'value':
-                return tuple(attribute.t.dims)
-    return None
-
-
-def _kind(graph, node, shape: Optional[Tuple[int, ...]]) -> str:
-    """E.g. 'conv 3x3 s2 dw 24->24 @56x56' (output size), 'gemm 960->1280'."""
-    attributes = {a.name: a for a in node.attribute}
-    weight = _weight_shape(graph, node.input[1]) if len(node.input) > 1 else None
-    at = f' @{shape[2]}x{shape[3]}' if shape is not None and len(shape) == 4 else ''
-    if node.op_type == 'Conv':
-        if weight is None or len(weight) < 3:
-            return 'conv' + at
-        group = attributes['group'].i if 'group' in attributes else 1
-        out_ch, in_ch = weight[0], weight[1] * group
-        text = 'conv ' + 'x'.join(map(str, weight[2:]))
-        strides = list(attributes['strides'].ints) if 'strides' in attributes else []
-        if any(s > 1 for s in strides):
-            text += ' s' + 'x'.join(map(str, sorted(set(strides))))
-        if group > 1:
-            text += ' dw' if group == in_ch else f' g{group}'
-        return f'{text} {in_ch}->{out_ch}{at}'
-    if weight is None or len(weight) != 2:
-        return node.op_type.lower()
-    transposed = node.op_type == 'Gemm' and 'transB' in attributes and attributes['transB'].i
-    k, n = (weight[1], weight[0]) if transposed else weight
-    return f'{node.op_type.lower()} {k}->{n}'
-
-
 def _records(graph, layers, final_int8, measured_int8, user, auto, shapes, fp32_ms, int8_ms,
              errors, auto_exclude) -> List[LayerRecord]:
     nodes = {node.name: node for node in graph.node}
@@ -777,7 +716,7 @@ def _records(graph, layers, final_int8, measured_int8, user, auto, shapes, fp32_
                                          'patterns, e.g. squeeze-excitation convs)')
         error = errors.get(layer)
         records.append(LayerRecord(
-            name=layer, kind=_kind(graph, nodes[layer], shapes.get(layer)),
+            name=layer, kind=onnx_layer_kind(graph, nodes[layer], shapes.get(layer) or ()),
             precision=precision, reason=reason, fp32_ms=_round(fp32_ms.get(layer)),
             int8_ms=_round(int8_ms.get(layer)) if layer in measured_int8 else None,
             sqnr_db=_round(error[0], 2) if error is not None else None,

@@ -124,7 +124,7 @@ from ..model_loading import build_model, load_trained_model
 from ..onnx import RawOutputs
 from ..preprocess_spec import preprocess_spec
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
-                     match_patterns, require, sqnr_db)
+                     layer_kind, match_patterns, require, sqnr_db)
 
 __all__ = ['quantize_torchao', 'load_torchao', 'compile_torchao', 'evaluate_torchao',
            'decide_auto_exclude', 'MIN_LAYER_SQNR_DB', 'SLOWER_RATIO', 'SLOWER_MIN_MS',
@@ -284,23 +284,12 @@ def _shape(value) -> Tuple[int, ...]:
 
 
 def _kind(node) -> str:
-    weight, x = _shape(node.args[1]), _shape(node.args[0])
+    """:func:`.common.layer_kind` of an aten conv/linear node (output size from its meta)."""
+    weight = _shape(node.args[1])
     if str(node.target) == 'aten.linear.default':
-        return f'linear {weight[1]}->{weight[0]}' if len(weight) == 2 else 'linear'
-    if len(weight) < 3:
-        return 'conv'
+        return layer_kind('linear', weight)
     args = list(node.args) + [None] * 7
-    stride, groups = args[3] or [1], args[6] or 1
-    cin = weight[1] * groups
-    parts = ['conv ' + 'x'.join(str(k) for k in weight[2:])]
-    if groups > 1:
-        parts.append('dw' if groups == cin == weight[0] else f'g{groups}')
-    if any(s != 1 for s in stride):
-        parts.append('s' + 'x'.join(str(s) for s in dict.fromkeys(stride)))
-    parts.append(f'{cin}->{weight[0]}')
-    if len(x) >= 3:
-        parts.append('@' + 'x'.join(str(s) for s in x[2:]))
-    return ' '.join(parts)
+    return layer_kind('conv', weight, args[6] or 1, args[3] or [1], _shape(node)[2:])
 
 
 def _layers(gm: torch.fx.GraphModule, wrapper: RawOutputs) -> List[_Layer]:
