@@ -154,7 +154,7 @@ def test_excluded_layers_are_fp32_in_the_report_and_in_the_graph(tiny):
     assert records['backbone.conv_stem'].reason == "--exclude 'backbone.conv_stem'"
     assert all(r.precision == 'int8' for name, r in records.items() if name not in excluded)
     assert records['head.fc'].kind == 'linear 20->8'
-    assert records['backbone.blocks.1.0.conv_dw'].kind == 'conv 3x3 s2 dw 12->12 @16x16'  # output size
+    assert records['backbone.blocks.1.0.conv_dw'].kind == 'conv 3x3 s2 dw 12->12 @16x16'
     assert records['backbone.blocks.3.0.se.conv_reduce'].kind.startswith('conv 1x1 20->')
     # the saved program: excluded convs compute on fp32 weights, the others on int8 ones
     module = tb.load_torchao(tiny['out'])
