@@ -138,13 +138,19 @@ def openvino_variants(path, calib):
 
 
 def torchao_variants(module, calib, shape):
-    """{variant: callable(x)} for torch.compile fp32 and torchao int8, or {} (with the reason)."""
+    """{variant: callable(x)} for torch.compile fp32 and torchao int8 (Inductor, freezing) at
+    the static ``shape``, or {} (with the reason)."""
+    from mmrepghost.deploy.onnx import RawOutputs
+    from mmrepghost.deploy.quantize.torchao_backend import compile_torchao, quantize_module
+    batch = shape[0]
+    images = [torch.from_numpy(x) for x in calib]
+    batches = [torch.cat(images[i:i + batch]) for i in range(0, len(images) - batch + 1, batch)]
     try:
-        from mmrepghost.deploy.quantize.torchao_backend import compile_fp32_int8
+        int8 = quantize_module(module, batches, batches[0])
+        fp32 = compile_torchao(RawOutputs(module).eval())
     except ImportError as e:
         return {}, f'torchao skipped: {e}'
-    fp32, int8 = compile_fp32_int8(module, [torch.from_numpy(x) for x in calib], shape)
-    return {'torch.compile fp32': fp32, 'torchao int8 (Inductor)': int8}, ''
+    return {'torch.compile fp32': fp32, 'torchao int8 (Inductor)': compile_torchao(int8)}, ''
 
 
 def run_speed(args, rows, notes, tmp_dir):
@@ -187,15 +193,15 @@ def run_speed(args, rows, notes, tmp_dir):
 
 
 # -- accuracy --------------------------------------------------------------------------------
-STUDY = {  # name: (config, checkpoint used for the weight statistics, end-to-end .onnx)
+STUDY = {  # name: (config, folder in --study-dir with end2end.onnx and the train checkpoint)
     'RepGhostNet 1.0x classifier': ('configs/cls/repghost_1_0x_tiny-imagenet.py',
-                                    'cls_repghost'),
+                                    'cls_repghost/epoch_30.pth'),
     'MobileNetV2 classifier': ('configs/cls/mobilenetv2_1_0x_tiny-imagenet.py',
-                               'cls_mobilenetv2'),
+                               'cls_mobilenetv2/epoch_30.pth'),
     'RetinaNet-RepGhostNet 1.0x': ('configs/retinanet/repghost_1_0x_tiny-coco.py',
-                                   'retinanet_repghost'),
+                                   'retinanet_repghost/epoch_8.pth'),
     'RetinaNet-MobileNetV2': ('configs/retinanet/mobilenetv2_1_0x_tiny-coco.py',
-                              'retinanet_mobilenetv2'),
+                              'retinanet_mobilenetv2/epoch_8.pth'),
 }
 
 
@@ -219,7 +225,8 @@ def run_accuracy(args, rows, notes):
 
     from mmrepghost.deploy.backend_eval import evaluate_deployed
     from mmrepghost.deploy.quantize import quantize
-    for name, (config, folder) in STUDY.items():
+    for name, (config, checkpoint) in STUDY.items():
+        folder = osp.dirname(checkpoint)
         work = osp.join(args.study_dir, folder)
         fp32 = osp.join(work, 'end2end.onnx')
         if not osp.isfile(fp32):
@@ -247,12 +254,30 @@ def run_accuracy(args, rows, notes):
                         fp32, path, cfg)
             rows.append(row)
             print(f'{name} {label}: {key} {row["value"]:.4f}', flush=True)
-    try:
-        from mmrepghost.deploy.quantize.weight_stats import study_tables
-    except ImportError as e:
-        notes.append(f'weight statistics skipped: {e}')
-        return
-    notes.append(study_tables(args.study_dir))
+    notes.extend(weight_statistics(args.study_dir))
+
+
+def weight_statistics(study_dir):
+    """Per trained model: a summary line, then the table of its depthwise convs' tap ratios
+    (:func:`mmrepghost.deploy.quantize.weight_stats.depthwise_tap_ratios`)."""
+    from mmrepghost.deploy import load_trained_model
+    from mmrepghost.deploy.quantize.weight_stats import depthwise_tap_ratios, format_table
+    summaries, tables = [], []
+    for name, (config, checkpoint) in STUDY.items():
+        path = osp.join(study_dir, checkpoint)
+        if not osp.isfile(path):
+            continue
+        rows = depthwise_tap_ratios(load_trained_model(osp.join(ROOT, config), path).model)
+        worst = [max(r.ratio_max_before for r in rows), max(r.ratio_max_after for r in rows)]
+        median = [float(np.median([getattr(r, f'ratio_median_{when}') for r in rows]))
+                  for when in ('before', 'after')]
+        summaries.append(
+            f'{name} ({len(rows)} depthwise convs, {sum(r.merged for r in rows)} changed by '
+            f'fusion): largest tap / mean of the others, worst channel {worst[0]:.1f} before '
+            f'fusion -> {worst[1]:.1f} after, median layer {median[0]:.2f} -> {median[1]:.2f}')
+        tables.append(f'### {name}: depthwise kernels before / after fusion\n\n'
+                      + format_table(rows))
+    return summaries + tables
 
 
 # -- report ----------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ from ..preprocess_spec import preprocess_spec
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      layer_kind, match_patterns, require, sqnr_db)
 
-__all__ = ['quantize_torchao', 'load_torchao', 'compile_torchao', 'evaluate_torchao',
+__all__ = ['quantize_torchao', 'quantize_module', 'load_torchao', 'compile_torchao', 'evaluate_torchao',
            'decide_auto_exclude', 'MIN_LAYER_SQNR_DB', 'SLOWER_RATIO', 'SLOWER_MIN_MS',
            'AUTO_IMAGES', 'OUTPUT_IMAGES', 'FORMAT', 'META_FILE']
 
@@ -621,6 +621,18 @@ def decide_auto_exclude(records: Sequence[LayerRecord],
 
 
 # ----------------------------------------------------------------------------- compiling
+def quantize_module(module: nn.Module, batches: Sequence[Tensor], example: Tensor
+                    ) -> nn.Module:
+    """The int8 program (eager module) of a deployed ``module`` exported at ``example``'s
+    static shape, calibrated on ``batches`` (of that shape): what :func:`quantize_torchao`
+    does, without files or checks (the benchmark's networks)."""
+    wrapper = RawOutputs(module).eval()
+    with torch.no_grad():
+        program = torch.export.export(wrapper, (example, ))
+    converted, _ = _quantize(program, (), lambda: iter(batches))
+    return torch.export.export(converted, (example, )).module()
+
+
 def compile_torchao(module: nn.Module) -> Callable[[Tensor], object]:
     """``torch.compile`` (Inductor) with ``freezing``, called under ``no_grad``.
 
