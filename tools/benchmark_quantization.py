@@ -102,12 +102,14 @@ def speed_networks(quick: bool):
 
 
 # -- backends --------------------------------------------------------------------------------
-def ort_variants(path, batches, calib, probe, runs):
+def ort_variants(path, batches, calib, probe, runs, report_path):
     """{variant: onnxruntime session} for fp32, int8 (all layers) and int8 (--auto-exclude),
-    and the auto-exclude decisions."""
+    and the auto-exclude decisions, whose per-layer table is written to ``report_path``."""
     import onnx
 
-    from mmrepghost.deploy.quantize.onnxruntime_backend import _session, quantize_model
+    from mmrepghost.deploy.quantize import QuantizeReport
+    from mmrepghost.deploy.quantize.onnxruntime_backend import (_session, layer_records,
+                                                                quantize_model)
     model = onnx.load(path)
     name = model.graph.input[0].name
     sessions = {'onnxruntime fp32': _session(model, 1)}
@@ -117,6 +119,12 @@ def ort_variants(path, batches, calib, probe, runs):
                           log=lambda *_: None)
     sessions['onnxruntime int8 auto-exclude'] = _session(auto.model, 1)
     decided = dict(layers=len(auto.weighted), fp32=len(auto.fp32))
+    report = QuantizeReport('onnxruntime', path, '(in memory)', '', layers=layer_records(auto),
+                            notes=['whole-model ms of the plans tried: ' + ', '.join(
+                                f'{label} {ms:.2f}' for label, ms in sorted(
+                                    auto.plan_ms.items(), key=lambda item: item[1]))])
+    with open(report_path, 'w') as f:
+        f.write(report.markdown())
     return name, sessions, decided
 
 
@@ -150,6 +158,8 @@ def torchao_variants(module, calib, shape):
         fp32 = compile_torchao(RawOutputs(module).eval())
     except ImportError as e:
         return {}, f'torchao skipped: {e}'
+    except Exception as e:  # a failure inside torchao's quantizer: recorded, not fatal
+        return {}, f'torchao failed at batch {batch}: {type(e).__name__}: {e}'
     return {'torch.compile fp32': fp32, 'torchao int8 (Inductor)': compile_torchao(int8)}, ''
 
 
@@ -163,11 +173,13 @@ def run_speed(args, rows, notes, tmp_dir):
         calib = [rng.standard_normal((1, 3, size, size)).astype(np.float32)
                  for _ in range(8 if args.quick else 32)]
         start = time.perf_counter()
+        report = osp.join(args.out_dir, 'auto_exclude_' + name.replace(' ', '_').replace(
+            '+', '_').lower() + '.md')
         input_name, sessions, decided = ort_variants(path, batches, calib, calib[:2],
-                                                     args.runs)
+                                                     args.runs, report)
         notes.append(f'{name}: --auto-exclude kept {decided["fp32"]} of {decided["layers"]} '
                      f'layers fp32 (decided at batch 1, {time.perf_counter() - start:.0f} s '
-                     'for both quantizations)')
+                     f'for both quantizations; per-layer table: {osp.basename(report)})')
         extra, why = ({}, '') if args.quick else openvino_variants(path, calib)
         if why:
             notes.append(why)
@@ -178,8 +190,8 @@ def run_speed(args, rows, notes, tmp_dir):
             fns.update({key: (lambda run=run: run(x)) for key, run in extra.items()})
             if not args.quick:
                 compiled, why = torchao_variants(module, calib, x.shape)
-                if why and batch == batches[0]:
-                    notes.append(why)
+                if why:
+                    notes.append(f'{name}: {why}')
                 tx = torch.from_numpy(x)
                 fns.update({key: (lambda fn=fn: fn(tx)) for key, fn in compiled.items()})
             timed = measure_interleaved(fns, args.runs, warmup=3)
@@ -242,14 +254,32 @@ def run_accuracy(args, rows, notes):
                               calib_images=64 if args.quick else 200, auto_exclude=auto,
                               runs=args.runs, overwrite=True, log=lambda *_: None)
             variants[label] = (out, report)
+        out = osp.join(args.out_dir, f'{folder}_openvino.onnx')
+        variants['openvino int8 (NNCF)'] = (out, quantize(
+            'openvino', osp.join(ROOT, config), fp32, out, calib_images=64 if args.quick else 200,
+            runs=args.runs, overwrite=True, log=lambda *_: None))
+        deploy = osp.join(work, 'model_deploy.pth')  # RepGhostNet: the torchao backend's input
+        if osp.isfile(deploy):
+            out = osp.join(args.out_dir, f'{folder}_torchao.pt2')
+            try:
+                variants['torchao int8 (eager)'] = (out, quantize(
+                    'torchao', osp.join(ROOT, config), deploy, out, calib_images=64 if
+                    args.quick else 200, runs=0, overwrite=True, log=lambda *_: None))
+            except Exception as e:  # recorded, not fatal
+                notes.append(f'{name}: torchao failed: {type(e).__name__}: {e}')
         for label, (path, report) in variants.items():
-            metrics = evaluate_deployed(cfg, path)
+            if path.endswith('.pt2'):
+                from mmrepghost.deploy.quantize.torchao_backend import evaluate_torchao
+                metrics = evaluate_torchao(cfg, path)
+            else:
+                metrics = evaluate_deployed(cfg, path, 'openvino' if 'openvino' in label
+                                            else 'onnxruntime')
             row = dict(part='accuracy', network=name, variant=label, metric=key,
                        value=float(metrics[key]))
             if report is not None:
-                row.update(ratio=report.latency['ratio'], fp32_layers=len(report.excluded),
-                           output_sqnr_db=report.outputs['sqnr_db'])
-                if 'classifier' in name:
+                row.update(ratio=report.latency.get('ratio'), fp32_layers=len(report.excluded),
+                           output_sqnr_db=report.outputs.get('sqnr_db'))
+                if 'classifier' in name and not path.endswith('.pt2'):
                     row['top1_agreement'], row['logit_cosine'] = classifier_agreement(
                         fp32, path, cfg)
             rows.append(row)
@@ -315,7 +345,7 @@ def markdown(rows, notes, args) -> str:
             lines.append(
                 f"| {r['network']} | {r['variant']} | {r['metric']} | {r['value']:.4f} | "
                 f"{drop:.4f} | {r.get('fp32_layers', '-')} | "
-                + ' | '.join(f'{r[k]:.3f}' if k in r else '-' for k in (
+                + ' | '.join(f'{r[k]:.3f}' if r.get(k) is not None else '-' for k in (
                     'output_sqnr_db', 'top1_agreement', 'logit_cosine', 'ratio')) + ' |')
         lines.append('')
     lines += [f'- {note}' if not note.startswith('#') else f'\n{note}' for note in notes]

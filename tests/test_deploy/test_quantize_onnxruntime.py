@@ -298,3 +298,24 @@ def test_calibration_comes_from_the_train_split(setup):
     assert len(paths) == len(set(paths)) == 10
     assert all(f'{os.sep}train{os.sep}' in p for p in paths), paths[:2]
     assert paths == calibration_paths(cfg, 10)  # seeded
+
+
+@pytest.mark.parametrize('backend', ['openvino', 'torchao'])
+def test_other_backends_through_the_tool_then_deploy_test(setup, backend, tmp_path, capsys):
+    """The dispatcher and the evaluation of each backend's output (their own tests cover the
+    backends in depth: tests/test_deploy/test_quantize_openvino.py, ..._torchao.py)."""
+    from mmrepghost.deploy.quantize import quantize
+    root, config, model = setup
+    source = model if backend == 'openvino' else str(root / 'model_deploy.pth')
+    out = str(tmp_path / ('int8.onnx' if backend == 'openvino' else 'int8.pt2'))
+    report = quantize(backend, config, source, out, calib_images=4, runs=1 if backend ==
+                      'openvino' else 0, log=lambda *_: None)
+    assert report.backend == backend and report.config == config
+    assert report.layers and all(r.precision == 'int8' for r in report.layers
+                                 if r.kind.startswith('conv'))
+    written = json.load(open(str(tmp_path / 'int8.quantization.json')))
+    assert written['calibration']['images'] == 4 and written['out'] == out
+    line = run_deploy_test(capsys, config, out, *(['--backend', 'openvino']
+                                                  if backend == 'openvino' else []))
+    assert line.startswith(f'deploy_test ({backend}, batch 1) {out}: accuracy/top1: ')
+    assert metric(line, 'accuracy/top1') >= 37.5  # 3x chance; see test_quantize_then_evaluate

@@ -177,13 +177,23 @@ def _layer_model(model, node, activation, out_name: str, in_shape):
     from onnx import TensorProto, helper
     graph = model.graph
     inits = _initializers(graph)
+    producer = {o: n for n in graph.node for o in n.output}
     nodes = [node] + ([activation] if activation is not None else [])
-    needed = [i for n in nodes for i in n.input if i in inits]
-    constants = {o for n in graph.node if n.op_type == 'Constant' for o in n.output}
-    extra = [n for n in graph.node if n.op_type == 'Constant'
-             and any(i in n.output for m in nodes for i in m.input)]
-    missing = [i for m in nodes for i in m.input[1:] if i and i not in inits and i not in constants]
-    if missing:
+    needed, extra = [], []
+
+    def constant(name) -> bool:  # an initializer, or Constant/Identity nodes of one
+        if name in inits:
+            needed.append(name)
+            return True
+        source = producer.get(name)
+        if source is None or source.op_type not in ('Constant', 'Identity') or not all(
+                constant(i) for i in source.input):
+            return False
+        if source not in extra:
+            extra.append(source)  # after what it reads (appended by the recursion)
+        return True
+
+    if not all(constant(i) for m in nodes for i in m.input[1:] if i):
         return None
     layer = helper.make_graph(
         extra + [copy.deepcopy(n) for n in nodes], node.name,
