@@ -85,6 +85,7 @@ from mmrepghost_runtime.files import atomic_write
 from mmrepghost_runtime.model import META_EXPORT_ID, ModelError, load_model
 from mmrepghost_runtime.sidecar import Sidecar, load_sidecar, sidecar_path, write_sidecar
 
+from ...utils.timing import measure_interleaved
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      match_patterns, require, sqnr_db)
 from .onnx_graph import (WEIGHTED_OPS, check_output_pair, network_nodes, not_deployed,
@@ -792,19 +793,11 @@ def _detections_found(fp32_outputs, int8_outputs) -> Optional[float]:
 
 
 def _latency(sessions: Dict, x: np.ndarray, threads: int, runs: int) -> Dict:
-    """Median ms of ``sessions`` ({key: session}) timed interleaved in one loop (the order
-    rotates from run to run)."""
-    times: Dict[str, List[float]] = {key: [] for key in sessions}
-    for session in sessions.values():
-        session.run(x)  # warm-up
-    order = list(sessions.items())
-    for run in range(runs):
-        shift = run % len(order)
-        for key, session in order[shift:] + order[:shift]:
-            begin = time.perf_counter()
-            session.run(x)
-            times[key].append((time.perf_counter() - begin) * 1e3)
-    medians = {key: round(statistics.median(values), 3) for key, values in times.items()}
+    """Median ms of ``sessions`` ({key: session}) timed interleaved in one loop
+    (:func:`mmrepghost.utils.timing.measure_interleaved`, one warm-up round)."""
+    timed = measure_interleaved({key: (lambda s=session: s.run(x))
+                                 for key, session in sessions.items()}, runs, warmup=1)
+    medians = {key: round(lat.median_ms, 3) for key, lat in timed.items()}
     result = dict(backend='openvino', fp32_ms=medians.pop('fp32_ms'),
                   int8_ms=medians.pop('int8_ms'))
     result['ratio'] = round(result['int8_ms'] / result['fp32_ms'], 3)
