@@ -19,6 +19,7 @@ demo: env
 DEPLOY_TESTS := tests/test_deploy tests/test_runtime tests/test_tools/test_benchmark_latency.py \
 	tests/test_tools/test_benchmark_quantization.py \
 	tests/test_tools/test_deploy_test.py
+# --durations: the slowest tests of each process, printed in every run (CI keeps to 25 minutes)
 test: env
-	$(PY) -m pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(DEPLOY_TESTS))
-	$(PY) -m pytest $(PYTEST_ARGS) $(DEPLOY_TESTS)
+	$(PY) -m pytest --durations=12 $(PYTEST_ARGS) $(addprefix --ignore=,$(DEPLOY_TESTS))
+	$(PY) -m pytest --durations=12 $(PYTEST_ARGS) $(DEPLOY_TESTS)

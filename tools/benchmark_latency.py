@@ -50,12 +50,13 @@ CI).
 """
 import argparse
 import copy
-import json
 import math
 import os
 import os.path as osp
 import sys
 import tempfile
+import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -67,24 +68,81 @@ from mmrepghost.deploy.end2end import end2end_module, export_graph
 from mmrepghost.deploy.onnx import RawOutputs, export_onnx
 from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg
 from mmrepghost.utils import atomic_write
-from mmrepghost.utils.reports import write_report
+from mmrepghost.utils.ort_profile import kernel_times
+from mmrepghost.utils.pareto import front_gap, pareto_front
+from mmrepghost.utils.reports import environment_lines, write_report
 from mmrepghost.utils.timing import measure_interleaved
 
-#: ImageNet top-1 (%): RepGhostNet from the paper's Table 3, the peers from timm's model cards
-TOP1 = {
+#: ImageNet top-1 (%) of the RepGhostNet widths: the paper's Table 3 (224 px)
+REPGHOST_TOP1 = {
     'RepGhostNet 0.5x': 66.9, 'RepGhostNet 0.58x': 68.9, 'RepGhostNet 0.8x': 72.2,
     'RepGhostNet 1.0x': 74.2, 'RepGhostNet 1.11x': 75.1, 'RepGhostNet 1.3x': 76.4,
     'RepGhostNet 1.5x': 77.5, 'RepGhostNet 2.0x': 78.8,
-    'GhostNet 1.0x': 73.9, 'GhostNet 1.3x': 75.7, 'MobileNetV3-L 0.75x': 73.3,
-    'MobileNetV3-L 1.0x': 75.8, 'MobileNetV2 1.0x': 72.9, 'timm RepGhostNet 1.0x': 74.2,
 }
+#: where the peers' top-1 comes from: timm's own evaluation of its weights
+TIMM_RESULTS = ('timm results/results-imagenet.csv (huggingface/pytorch-image-models@aa4b585, '
+                '2026-08-08)')
+
+
+class Peer(NamedTuple):
+    """A timm network compared with RepGhostNet: its ImageNet top-1 (%) and where that number
+    is published. ``reference``: a re-implementation of RepGhostNet itself (timed, but not a
+    peer on the Pareto front)."""
+    timm_name: str
+    top1: float
+    source: str
+    reference: bool = False
+
+
+#: the peers, built by timm without weights and timed in their deployed form
+#: (``timm.utils.reparameterize_model``: MobileOne, GhostNetV3, RepViT, FastViT fuse their
+#: branches; the others have nothing to fuse)
 PEERS = {
-    'GhostNet 1.0x': 'ghostnet_100', 'GhostNet 1.3x': 'ghostnet_130',
-    'MobileNetV3-L 0.75x': 'mobilenetv3_large_075', 'MobileNetV3-L 1.0x': 'mobilenetv3_large_100',
-    'MobileNetV2 1.0x': 'mobilenetv2_100', 'timm RepGhostNet 1.0x': 'repghostnet_100',
+    'GhostNet 1.0x': Peer('ghostnet_100', 73.96, f'{TIMM_RESULTS}: ghostnet_100.in1k, 224 px'),
+    'GhostNet 1.3x': Peer('ghostnet_130', 75.7, 'GhostNet paper (Han et al., CVPR 2020), '
+                          'Table 7 (timm has no weights)'),
+    'GhostNetV2 1.0x': Peer('ghostnetv2_100', 75.19,
+                            f'{TIMM_RESULTS}: ghostnetv2_100.in1k, 224 px'),
+    'GhostNetV3 1.0x': Peer('ghostnetv3_100', 76.94,
+                            f'{TIMM_RESULTS}: ghostnetv3_100.in1k, 224 px'),
+    'MobileNetV2 1.0x': Peer('mobilenetv2_100', 72.91,
+                             f'{TIMM_RESULTS}: mobilenetv2_100.ra_in1k, 224 px'),
+    'MobileNetV3-L 0.75x': Peer('mobilenetv3_large_075', 73.3,
+                                'MobileNetV3 paper (Howard et al., ICCV 2019), Table 3 (timm '
+                                'has no weights)'),
+    'MobileNetV3-L 1.0x': Peer('mobilenetv3_large_100', 75.78,
+                               f'{TIMM_RESULTS}: mobilenetv3_large_100.ra_in1k, 224 px'),
+    'MobileNetV4-conv-small': Peer('mobilenetv4_conv_small', 73.76,
+                                   f'{TIMM_RESULTS}: mobilenetv4_conv_small.e2400_r224_in1k, '
+                                   '224 px'),
+    'MobileNetV4-conv-medium': Peer('mobilenetv4_conv_medium', 79.09,
+                                    f'{TIMM_RESULTS}: mobilenetv4_conv_medium.e500_r224_in1k, '
+                                    '224 px'),
+    'MobileOne-S0': Peer('mobileone_s0', 71.40,
+                         f'{TIMM_RESULTS}: mobileone_s0.apple_in1k, 224 px'),
+    'MobileOne-S1': Peer('mobileone_s1', 75.76,
+                         f'{TIMM_RESULTS}: mobileone_s1.apple_in1k, 224 px'),
+    'RepViT-M0.9': Peer('repvit_m0_9', 78.65,
+                        f'{TIMM_RESULTS}: repvit_m0_9.dist_300e_in1k (distilled), 224 px'),
+    'FastViT-T8': Peer('fastvit_t8', 76.18,
+                       f'{TIMM_RESULTS}: fastvit_t8.apple_in1k, evaluated at 256 px (no 224 px '
+                       'row; timed here at 224)'),
+    'LCNet 1.0x': Peer('lcnet_100', 72.13, f'{TIMM_RESULTS}: lcnet_100.ra2_in1k, 224 px'),
+    'timm RepGhostNet 1.0x': Peer('repghostnet_100', 74.21,
+                                  f'{TIMM_RESULTS}: repghostnet_100.in1k, 224 px', True),
 }
+#: the peers of ``--quick``
+QUICK_PEERS = ('GhostNet 1.0x', 'MobileNetV4-conv-small')
+#: ImageNet top-1 (%) of every network of the ``models`` part
+TOP1 = {**REPGHOST_TOP1, **{name: peer.top1 for name, peer in PEERS.items()}}
+#: the runtimes of the ``models`` part, in table order (the INT8 ones quantize every layer)
+RUNTIMES = ('pytorch', 'torch.compile', 'onnxruntime', 'openvino', 'onnxruntime int8',
+            'openvino int8')
 
 
+#: the versions written into the report
+PACKAGES = ('torch', 'torchvision', 'onnxruntime', 'openvino', 'nncf', 'timm', 'mmcv', 'mmdet',
+            'mmpretrain')
 PARTS = ('models', 'layouts', 'table1', 'detectors', 'training', 'end2end')
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -114,32 +172,46 @@ def build_classifier(width, **backbone_options):
 
 
 def build_classifiers(quick):
-    """(name, structure, model) for every network of the ``models`` part."""
+    """(name, structure, model) for every network of the ``models`` part.
+
+    BatchNorm statistics are calibrated on random batches first (:func:`calibrate_bn_`), so
+    that activations stay O(1) through every network, as after training: random-init
+    statistics let some networks' activations grow to 1e9 or shrink towards denormals, which
+    is not the function a deployed network computes.
+    """
     import timm
     widths = ['1.0x'] if quick else list(ARCH_WIDTHS)
     for width in widths:
-        model = build_classifier(width).eval()
+        model = calibrate_bn_(build_classifier(width), (2, 3, 224, 224))
         deployed = copy.deepcopy(model)
         reparameterize_model(deployed, logger='silent')
         yield f'RepGhostNet {width}', 'train', model
         yield f'RepGhostNet {width}', 'deployed', deployed
-    peers = {'GhostNet 1.0x': PEERS['GhostNet 1.0x']} if quick else PEERS
-    for name, timm_name in peers.items():
-        model = timm.create_model(timm_name, pretrained=False).eval()
-        if name.startswith('timm RepGhostNet'):
-            model = timm.utils.reparameterize_model(model)
-        yield name, 'deployed' if 'RepGhost' in name else '-', model
+    for name in QUICK_PEERS if quick else PEERS:
+        model = calibrate_bn_(timm.create_model(PEERS[name].timm_name, pretrained=False),
+                              (2, 3, 224, 224))
+        deployed = timm.utils.reparameterize_model(model)
+        fused = sum(1 for _ in deployed.modules()) < sum(1 for _ in model.modules())
+        yield name, 'deployed' if fused else '-', deployed
 
 
-def ort_session(path, threads, profile_prefix=None):
-    """An onnxruntime CPU session of ``path`` on ``threads`` threads (optionally profiling)."""
+def ort_session(path, threads, profile_prefix=None, level='ORT_ENABLE_ALL', spinning=False):
+    """An onnxruntime CPU session of ``path`` on ``threads`` threads (optionally profiling),
+    at the graph optimization ``level`` (a ``GraphOptimizationLevel`` name; ALL, the default,
+    includes the NCHWc layout transformer).
+
+    ``spinning``: idle intra-op worker threads spin (onnxruntime's default) instead of
+    sleeping. Off by default: with many sessions timed round-robin, spinning pools of the idle
+    sessions would steal the cores of the one being timed.
+    """
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # idle worker threads sleep instead of spinning: with many sessions timed round-robin,
-    # spinning pools of the idle sessions would steal the cores of the one being timed
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    options.log_severity_level = 3  # not a warning per unused initializer of a timm graph
+    options.add_session_config_entry('session.intra_op.allow_spinning',
+                                     '1' if spinning else '0')
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
@@ -205,53 +277,131 @@ def check_close(outputs, reference, what, rtol=1e-4):
                                f'{scale:.3g}): not timing different functions')
 
 
-def time_models(models, shape, threads, runs, tmp_dir, openvino=None, dynamic_too=()):
-    """{(key, backend): Latency} for ``models`` ({key: model}) on one ``shape`` input.
+def time_models(models, shape, threads, runs, tmp_dir, openvino=None, dynamic_too=(),
+                compiled=(), int8=(), notes=None):
+    """({(key, backend): Latency}, {key: torch.compile seconds}) for ``models`` ({key:
+    model}) on one ``shape`` input, all timed interleaved (one call of each, round-robin), so
+    every ratio in a table compares measurements taken over the same minutes.
 
-    Per framework, the models are timed interleaved (one run of each, round-robin): PyTorch
-    eager, then onnxruntime and OpenVINO (``openvino``: a Core, or None to skip it) together,
-    so every ratio in a table compares measurements taken over the same minutes. The keys in
-    ``dynamic_too`` are also compiled by OpenVINO with dynamic input shapes.
+    Every model runs in PyTorch eager and onnxruntime, and in OpenVINO when ``openvino`` (a
+    Core) is given; the keys in ``dynamic_too`` also in OpenVINO with dynamic input shapes;
+    the keys in ``compiled`` also with ``torch.compile`` (Inductor, freezing; the first call,
+    which compiles, is timed on its own); the keys in ``int8`` also as INT8 graphs, every
+    layer quantized (onnxruntime: QDQ, uint8 activations, per-channel int8 weights;
+    OpenVINO: NNCF), calibrated on 8 random batches. A network that one runtime cannot
+    compile or quantize loses that cell, with the reason appended to ``notes``.
     """
+    import onnx
+
+    from mmrepghost.deploy.inductor import compile_inductor
     torch.set_num_threads(threads)
     x = torch.randn(*shape)
-    wrappers = {key: RawOutputs(model).eval() for key, model in models.items()}
-    with torch.no_grad():
-        eager = measure_interleaved(
-            {key: (lambda w=w: w(x)) for key, w in wrappers.items()}, runs)
     feed = {'images': x.numpy()}
-    runtimes = {}
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((1, ) + tuple(shape[1:])).astype(np.float32) for _ in range(8)]
+    notes = [] if notes is None else notes
+    fns, compile_s = {}, {}
     for i, (key, model) in enumerate(models.items()):
+        wrapper = RawOutputs(model).eval()
+        fns[(key, 'pytorch')] = lambda w=wrapper: _no_grad_call(w, x)
+        if key in compiled:
+            try:
+                run = compile_inductor(wrapper)
+                start = time.perf_counter()
+                with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+                    outputs = run(x)  # compiles
+                compile_s[key] = time.perf_counter() - start
+                check_close([t.numpy() for t in outputs],
+                            [t.numpy() for t in _no_grad_call(wrapper, x)],
+                            f'{key} compiled', rtol=1e-3)
+                fns[(key, 'torch.compile')] = lambda run=run: run(x)
+            except Exception as e:  # noqa: BLE001 -- one lost cell, recorded
+                notes.append(f'torch.compile failed for {key} at {shape}: '
+                             f'{type(e).__name__}: {str(e).splitlines()[0][:200]}')
         path = osp.join(tmp_dir, f'model{i}.onnx')
         session = onnx_session(model, path, shape, threads)
-        runtimes[(key, 'onnxruntime')] = lambda s=session: s.run(None, feed)
-        if openvino is None:
-            continue
+        fns[(key, 'onnxruntime')] = lambda s=session: s.run(None, feed)
         reference = session.run(None, feed)
-        for static in (True, False) if key in dynamic_too else (True, ):
-            run = openvino_runner(openvino, path, shape, threads, static)
-            check_close(run(feed), reference, f'{key} in OpenVINO')
-            backend = 'openvino' if static else 'openvino (dynamic shape)'
-            runtimes[(key, backend)] = lambda run=run: run(feed)
-    timed = measure_interleaved(runtimes, runs)
-    return {**{(key, 'pytorch'): lat for key, lat in eager.items()}, **timed}
+        if openvino is not None:
+            for static in (True, False) if key in dynamic_too else (True, ):
+                run = openvino_runner(openvino, path, shape, threads, static)
+                check_close(run(feed), reference, f'{key} in OpenVINO')
+                backend = 'openvino' if static else 'openvino (dynamic shape)'
+                fns[(key, backend)] = lambda run=run: run(feed)
+        if key in int8:
+            fns.update(int8_runners(key, onnx.load(path), osp.join(tmp_dir, f'int8_{i}'),
+                                    calib, feed, threads, openvino, notes))
+    timed = measure_interleaved(fns, runs)
+    return timed, compile_s
 
 
-def run_models(args, thread_counts, rows, tmp_dir):
-    batches = [1] if args.quick else [1, 8]
+#: dynamo keeps one cache per code object, and every compiled network enters through the
+#: same one (``nn.Module.__call__``): past ``torch._dynamo.config.recompile_limit`` (8)
+#: compiled graphs it silently runs the rest eagerly. The models part compiles up to 46
+#: (23 networks x 2 batch sizes), so the limit is raised while they compile; a call then
+#: finds its graph by its guards (a failed guard on another network's module costs
+#: microseconds).
+RECOMPILE_LIMIT = 256
+
+
+def _no_grad_call(module, x):
+    with torch.no_grad():
+        return module(x)
+
+
+def int8_runners(key, proto, stem, calib, feed, threads, openvino, notes):
+    """{(key, 'onnxruntime int8' / 'openvino int8'): callable} of ``proto`` with every layer
+    quantized (see :func:`time_models`); a failure costs its cell and is noted. The INT8
+    graphs are written to ``<stem>_{ort,ov}_int8.onnx`` and reused from there when they exist
+    (the graphs have a dynamic batch: one quantization serves every batch size)."""
+    import onnx
+
+    from mmrepghost.deploy.quantize.onnxruntime_backend import quantize_every_layer
+    runners = {}
+    try:
+        path = f'{stem}_ort_int8.onnx'
+        if not osp.exists(path):
+            onnx.save(quantize_every_layer(proto, 'images', calib), path)
+        session = ort_session(path, threads)
+        runners[(key, 'onnxruntime int8')] = lambda: session.run(None, feed)
+    except Exception as e:  # noqa: BLE001
+        notes.append(f'onnxruntime INT8 failed for {key}: {type(e).__name__}: {e}'[:300])
+    if openvino is None:
+        return runners
+    try:
+        from mmrepghost.deploy.quantize.openvino_backend import quantize_graph_nncf
+        path = f'{stem}_ov_int8.onnx'
+        if not osp.exists(path):
+            onnx.save(quantize_graph_nncf(proto, calib), path)
+        run = openvino_runner(openvino, path, feed['images'].shape, threads)
+        runners[(key, 'openvino int8')] = lambda: run(feed)
+    except ImportError as e:
+        notes.append(f'OpenVINO INT8 skipped: {e}')
+    except Exception as e:  # noqa: BLE001
+        notes.append(f'OpenVINO INT8 (NNCF) failed for {key}: {type(e).__name__}: {e}'[:300])
+    return runners
+
+
+def run_models(args, rows, tmp_dir, notes):
+    """Every network x runtime, 1 thread, batch 1 and 8 (one interleaved table per batch)."""
     models = {(name, structure): model
               for name, structure, model in build_classifiers(args.quick)}
-    for threads in thread_counts:
-        for batch in batches:
-            timed = time_models(models, (batch, 3, 224, 224), threads, args.runs, tmp_dir,
-                                args.openvino, dynamic_too=[('RepGhostNet 1.0x', 'deployed')])
-            for ((name, structure), backend), lat in timed.items():
-                rows.append(dict(part='models', model=name, structure=structure,
-                                 backend=backend, threads=threads, batch=batch,
-                                 input='224x224', median_ms=lat.median_ms,
-                                 min_ms=lat.min_ms, max_ms=lat.max_ms))
-                print(f'{name} [{structure}] {backend} threads={threads} batch={batch}: '
-                      f'{lat.median_ms:.2f} ms', flush=True)
+    ours = ('RepGhostNet 1.0x', 'deployed')
+    # --quick compiles and quantizes ours only (the peers' compilation would double its time)
+    deployed = [ours] if args.quick else [key for key in models if key[1] != 'train']
+    for batch in [1] if args.quick else [1, 8]:
+        timed, compile_s = time_models(
+            models, (batch, 3, 224, 224), 1, args.runs, tmp_dir, args.openvino,
+            dynamic_too=[ours], compiled=deployed, int8=deployed, notes=notes)
+        for ((name, structure), backend), lat in timed.items():
+            row = dict(part='models', model=name, structure=structure, backend=backend,
+                       threads=1, batch=batch, input='224x224', median_ms=lat.median_ms,
+                       min_ms=lat.min_ms, max_ms=lat.max_ms)
+            if backend == 'torch.compile':
+                row['compile_s'] = round(compile_s[(name, structure)], 1)
+            rows.append(row)
+            print(f'{name} [{structure}] {backend} batch={batch}: {lat.median_ms:.2f} ms',
+                  flush=True)
 
 
 def run_layouts(args, thread_counts, rows):
@@ -359,8 +509,8 @@ def run_detectors(args, thread_counts, rows, tmp_dir):
         reparameterize_model(models[name], logger='silent')
     for threads in thread_counts:
         for height, width in sizes:
-            timed = time_models(models, (1, 3, height, width), threads, args.runs, tmp_dir,
-                                None if args.quick else args.openvino)
+            timed, _ = time_models(models, (1, 3, height, width), threads, args.runs,
+                                   tmp_dir, None if args.quick else args.openvino)
             for (name, backend), lat in timed.items():
                 rows.append(dict(part='detectors', model=name, structure='deployed',
                                  backend=backend, threads=threads, batch=1,
@@ -370,24 +520,38 @@ def run_detectors(args, thread_counts, rows, tmp_dir):
                       f'{lat.median_ms:.1f} ms', flush=True)
 
 
+#: the training part's variants (``--quick``: the eager ones)
+TRAINING_VARIANTS = ('eager fp32', 'eager bf16 autocast', 'torch.compile fp32',
+                     'torch.compile bf16 autocast')
+
+
 def run_training(args, thread_counts, rows):
-    """A training step with vs without the BN re-parameterization branch."""
-    from mmpretrain.structures import DataSample
+    """A training step (forward, cross-entropy, backward, SGD update) of the RepGhostNet 1.0x
+    classifier with vs without the BN re-parameterization branch, in PyTorch eager and with
+    ``torch.compile`` (Inductor; forward and backward compiled, the optimizer eager), each in
+    fp32 and under bf16 autocast; all eight timed interleaved."""
+    import torch.nn.functional as F
     torch.set_num_threads(max(thread_counts))
     batch = 2 if args.quick else 8
     x = torch.randn(batch, 3, 224, 224)
-    samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
+    labels = torch.arange(batch) % 1000
     steps = {}
-    for branches in (('bn', ), ()):
-        model = build_classifier('1.0x', reparam_branches=branches).train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for variant in TRAINING_VARIANTS[:2] if args.quick else TRAINING_VARIANTS:
+        for branches in (('bn', ), ()):
+            torch.manual_seed(0)
+            model = build_classifier('1.0x', reparam_branches=branches).train()
+            forward = torch.compile(model) if 'compile' in variant else model
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-        def step(model=model, optimizer=optimizer):
-            optimizer.zero_grad()
-            model(x, samples, mode='loss')['loss'].backward()
-            optimizer.step()
+            def step(forward=forward, optimizer=optimizer, bf16='bf16' in variant):
+                optimizer.zero_grad()
+                with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+                    loss = F.cross_entropy(forward(x), labels)
+                loss.backward()
+                optimizer.step()
 
-        steps['with BN branch (paper)' if branches else 'no re-param branch'] = step
+            name = 'with BN branch (paper)' if branches else 'no re-param branch'
+            steps[f'{name}, {variant}'] = step
     for name, lat in measure_interleaved(steps, args.runs, warmup=3).items():
         rows.append(dict(part='training', model='RepGhostNet 1.0x step', structure=name,
                          backend='pytorch', threads=max(thread_counts), batch=batch,
@@ -587,16 +751,13 @@ def ort_profiles(cases, runs, tmp_dir):
     profiles = {}
     for name, (session, _) in sessions.items():
         profile = session.end_profiling()
-        with open(profile) as f:
-            events = json.load(f)
+        kernels = kernel_times(profile)
         os.remove(profile)
         totals, nodes = {}, {}
-        for event in events:
-            if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time'):
-                op = event['args']['op_name']
-                totals[op] = totals.get(op, 0.0) + event['dur'] / 1e3 / runs
-                nodes.setdefault(op, set()).add(event['name'])
-        profiles[name] = {op: (ms, len(nodes[op])) for op, ms in totals.items()}
+        for kernel, (op, ms) in kernels.items():
+            totals[op] = totals.get(op, 0.0) + sum(ms) / runs
+            nodes[op] = nodes.get(op, 0) + 1
+        profiles[name] = {op: (ms, nodes[op]) for op, ms in totals.items()}
     return profiles
 
 
@@ -709,12 +870,21 @@ def summary_lines(rows):
                          f'({numerator:.2f} / {denominator:.2f} ms)')
 
     for batch in (1, 8):
-        ort = dict(part='models', backend='onnxruntime', threads=1, batch=batch)
-        ours = median_ms(rows, model='RepGhostNet 1.0x', structure='deployed', **ort)
-        ratio(f'onnxruntime, 1 thread, batch {batch}: deployed RepGhostNet 1.0x / GhostNet 1.0x',
-              ours, median_ms(rows, model='GhostNet 1.0x', **ort))
-        ratio(f'onnxruntime, 1 thread, batch {batch}: ours / timm RepGhostNet 1.0x '
-              '(reparameterized)', ours, median_ms(rows, model='timm RepGhostNet 1.0x', **ort))
+        for backend in RUNTIMES:
+            case = dict(part='models', backend=backend, threads=1, batch=batch)
+            ours = median_ms(rows, model='RepGhostNet 1.0x', structure='deployed', **case)
+            for peer in ('GhostNet 1.0x', 'MobileNetV4-conv-small', 'timm RepGhostNet 1.0x'):
+                ratio(f'{backend}, 1 thread, batch {batch}: deployed RepGhostNet 1.0x / {peer}',
+                      ours, median_ms(rows, model=peer, **case))
+        ours = dict(part='models', model='RepGhostNet 1.0x', structure='deployed', threads=1,
+                    batch=batch)
+        ratio(f'deployed RepGhostNet 1.0x, batch {batch}: torch.compile / PyTorch eager',
+              median_ms(rows, backend='torch.compile', **ours),
+              median_ms(rows, backend='pytorch', **ours))
+        for runtime in ('onnxruntime', 'openvino'):
+            ratio(f'deployed RepGhostNet 1.0x, batch {batch}: {runtime} int8 / fp32',
+                  median_ms(rows, backend=f'{runtime} int8', **ours),
+                  median_ms(rows, backend=runtime, **ours))
         eager = dict(part='layouts', threads=1, batch=batch)
         times = {s: median_ms(rows, structure=s, **eager) for s in (
             'train, NCHW', 'deployed, NCHW', 'train, channels_last', 'deployed, channels_last')}
@@ -725,9 +895,15 @@ def summary_lines(rows):
                   'in its faster layout', min(times['deployed, NCHW'],
                                               times['deployed, channels_last']),
                   min(times['train, NCHW'], times['train, channels_last']))
-    ratio('training step, with / without the BN re-parameterization branch',
-          median_ms(rows, part='training', structure='with BN branch (paper)'),
-          median_ms(rows, part='training', structure='no re-param branch'))
+    for variant in TRAINING_VARIANTS:
+        ratio(f'training step ({variant}), with / without the BN re-parameterization branch',
+              median_ms(rows, part='training', structure=f'with BN branch (paper), {variant}'),
+              median_ms(rows, part='training', structure=f'no re-param branch, {variant}'))
+    for variant in TRAINING_VARIANTS[1:]:
+        ratio(f'training step with the BN branch: {variant} / {TRAINING_VARIANTS[0]}',
+              median_ms(rows, part='training', structure=f'with BN branch (paper), {variant}'),
+              median_ms(rows, part='training',
+                        structure=f'with BN branch (paper), {TRAINING_VARIANTS[0]}'))
     for threads in sorted({r['threads'] for r in rows if r['part'] == 'models'}):
         for batch in (1, 8):
             case = dict(part='models', model='RepGhostNet 1.0x', structure='deployed',
@@ -739,11 +915,6 @@ def summary_lines(rows):
             ratio(f'OpenVINO, {label}: deployed RepGhostNet 1.0x, dynamic / static input shape',
                   median_ms(rows, backend='openvino (dynamic shape)', **case),
                   median_ms(rows, backend='openvino', **case))
-    for batch in (1, 8):
-        ov = dict(part='models', backend='openvino', threads=1, batch=batch)
-        ratio(f'OpenVINO, 1 thread, batch {batch}: deployed RepGhostNet 1.0x / GhostNet 1.0x',
-              median_ms(rows, model='RepGhostNet 1.0x', structure='deployed', **ov),
-              median_ms(rows, model='GhostNet 1.0x', **ov))
     e2e = {(r['structure'], r['backend']): r['median_ms'] for r in rows
            if r['part'] == 'end2end'}
     numpy_post = e2e.get(('raw graph + numpy post-processing', 'onnxruntime'))
@@ -789,34 +960,126 @@ def markdown(rows):
     return '\n'.join(lines) + '\n'
 
 
-def plot(rows, path):
-    """Top-1 against onnxruntime 1-thread batch-1 latency of the deployed networks."""
+def models_table(rows, batch):
+    """The ``models`` part at ``batch`` as one table: a row per network, a column per runtime
+    (median ms), with the network's top-1."""
+    cells, networks = {}, {}
+    for r in rows:
+        if r['part'] == 'models' and r['batch'] == batch:
+            cells[(r['model'], r['structure'], r['backend'])] = r['median_ms']
+            networks[(r['model'], r['structure'])] = None
+    if not networks:
+        return []
+    backends = [b for b in RUNTIMES + ('openvino (dynamic shape)', )
+                if any(key[2] == b for key in cells)]
+    lines = [f'Batch {batch}, 224x224, 1 thread: median ms (timed interleaved, one table)', '',
+             '| network | structure | top-1 | ' + ' | '.join(backends) + ' |',
+             '|---|---|---:|' + '---:|' * len(backends)]
+    for name, structure in networks:
+        values = [cells.get((name, structure, b)) for b in backends]
+        lines.append(f'| {name} | {structure} | {TOP1.get(name, "")} | ' + ' | '.join(
+            '-' if v is None else f'{v:.2f}' for v in values) + ' |')
+    compiled = [r for r in rows if r['part'] == 'models' and r['batch'] == batch
+                and 'compile_s' in r]
+    if compiled:
+        lines += ['', 'torch.compile, time of the first call (compiles), s: ' + ', '.join(
+            f"{r['model']} {r['compile_s']:.0f}" for r in compiled)]
+    return lines + ['']
+
+
+def front_points(rows, backend, batch):
+    """{network: (median ms, top-1)} of the deployed networks of the ``models`` part in one
+    runtime and batch; the RepGhostNet re-implementation of timm is not a peer."""
+    return {r['model']: (r['median_ms'], TOP1[r['model']]) for r in rows
+            if (r['part'], r['backend'], r['batch']) == ('models', backend, batch)
+            and r['structure'] != 'train' and r['model'] in TOP1
+            and not (r['model'] in PEERS and PEERS[r['model']].reference)}
+
+
+def front_lines(rows):
+    """Per runtime and batch: the Pareto front (latency vs published top-1) and how far each
+    RepGhostNet width not on it is from it."""
+    lines = ['| runtime | batch | Pareto front (fastest first) | RepGhostNet on the front | '
+             'RepGhostNet off the front: its latency / the fastest front network at least as '
+             'accurate; its top-1 below the most accurate front network at most as slow |',
+             '|---|---:|---|---|---|']
+    for backend in RUNTIMES:
+        for batch in (1, 8):
+            points = front_points(rows, backend, batch)
+            if len(points) < 2:
+                continue
+            front = pareto_front(points)
+            ours = [n for n in points if n in REPGHOST_TOP1]
+            off = []
+            for name in ours:
+                gap = front_gap(name, points)
+                if gap is None:
+                    continue
+                off.append(f"{name.split(' ')[1]}: {gap.slower:.2f}x {gap.faster_peer}, "
+                           f'-{gap.less_top1:.1f} vs {gap.better_peer}')
+            lines.append(f"| {backend} | {batch} | {', '.join(front)} | "
+                         f"{', '.join(n.split(' ')[1] for n in ours if n in front) or 'none'} | "
+                         f"{'; '.join(off) or '-'} |")
+    return lines if len(lines) > 2 else []
+
+
+def draw_front(ax, points, title):
+    """RepGhostNet's widths as a line, the peers as labelled points, the front as a step."""
+    ours = sorted((v, n) for n, v in points.items() if n in REPGHOST_TOP1)
+    ax.plot([v[0] for v, _ in ours], [v[1] for v, _ in ours], 'o-', color='tab:red',
+            label='RepGhostNet (ours, deployed)', zorder=3)
+    for (ms, top1), name in ours:
+        ax.annotate(name.split(' ')[1], (ms, top1), fontsize=6, textcoords='offset points',
+                    xytext=(3, -8), color='tab:red')
+    for name, (ms, top1) in points.items():
+        if name not in REPGHOST_TOP1:
+            ax.plot(ms, top1, 's', color='tab:blue', ms=4, zorder=3)
+            ax.annotate(name, (ms, top1), fontsize=6, textcoords='offset points',
+                        xytext=(3, 3))
+    front = pareto_front(points)
+    ax.step([points[n][0] for n in front], [points[n][1] for n in front], where='post',
+            ls='--', color='gray', label='Pareto front', zorder=2)
+    ax.set_title(title, fontsize=9)
+    ax.set_xscale('log')
+    ax.set_xlabel('median latency, ms (log scale)', fontsize=8)
+    ax.set_ylabel('ImageNet top-1, % (published)', fontsize=8)
+    ax.grid(alpha=0.3, which='both')
+    ax.legend(fontsize=7, loc='lower right')
+
+
+def plot_fronts(rows, out_dir, batch=1):
+    """``pareto_<runtime>.png`` for each runtime and ``pareto.png`` with all of them."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    points = {}
-    for r in rows:
-        if (r['part'] == 'models' and r['backend'] == 'onnxruntime' and r['threads'] == 1
-                and r['batch'] == 1 and r['structure'] != 'train' and r['model'] in TOP1):
-            points[r['model']] = (r['median_ms'], TOP1[r['model']])
-    fig, ax = plt.subplots(figsize=(7, 5))
-    families = {}
-    for name, (ms, top1) in points.items():
-        family = name.rsplit(' ', 1)[0]
-        families.setdefault(family, []).append((ms, top1, name))
-    for family, values in families.items():
-        values.sort()
-        ax.plot([v[0] for v in values], [v[1] for v in values], 'o-', label=family)
-        for ms, top1, name in values:
-            ax.annotate(name.rsplit(' ', 1)[1], (ms, top1), fontsize=7,
-                        textcoords='offset points', xytext=(3, 3))
-    ax.set_xlabel('latency (ms), onnxruntime, 1 thread, batch 1, 224x224 (this machine)')
-    ax.set_ylabel('ImageNet top-1 (%) (paper / timm)')
-    ax.grid(alpha=0.3)
-    ax.legend()
-    with atomic_write(path, overwrite=True) as tmp:
-        fig.savefig(tmp, format='png', dpi=120, bbox_inches='tight')
-    plt.close(fig)
+    panels = {b: front_points(rows, b, batch) for b in RUNTIMES}
+    panels = {b: p for b, p in panels.items() if len(p) >= 2}
+
+    def title(backend):
+        note = ' (top-1 of the fp32 networks)' if 'int8' in backend else ''
+        return f'{backend}, 1 thread, batch {batch}, 224x224{note}'
+
+    def save(fig, name):
+        with atomic_write(osp.join(out_dir, name), overwrite=True) as tmp:
+            fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
+        plt.close(fig)
+        return name
+
+    written = []
+    for backend, points in panels.items():
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        draw_front(ax, points, title(backend))
+        written.append(save(fig, f"pareto_{backend.replace('.', '_').replace(' ', '_')}.png"))
+    if panels:
+        cols = min(3, len(panels))
+        rows_ = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows_, cols, figsize=(6 * cols, 4.3 * rows_), squeeze=False)
+        for ax, (backend, points) in zip(axes.flat, panels.items()):
+            draw_front(ax, points, title(backend))
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis('off')
+        written.append(save(fig, 'pareto.png'))
+    return written
 
 
 def main(argv=None) -> int:
@@ -827,7 +1090,7 @@ def main(argv=None) -> int:
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp_dir:
         if 'models' in args.parts:
-            run_models(args, thread_counts, rows, tmp_dir)
+            run_models(args, rows, tmp_dir, notes)
         if 'layouts' in args.parts:
             run_layouts(args, thread_counts, rows)
         if 'table1' in args.parts:
@@ -838,16 +1101,29 @@ def main(argv=None) -> int:
             run_training(args, thread_counts, rows)
         if 'end2end' in args.parts:
             run_end2end(args, rows, tmp_dir, notes)
-    table = markdown(rows)
+    header = environment_lines(PACKAGES)
+    sections = ['# CPU latency benchmark', ''] + [f'- {line}' for line in header] + ['']
+    for batch in (1, 8):
+        sections += models_table(rows, batch)
+    fronts = front_lines(rows)
+    if fronts:
+        sections += ['Pareto fronts (latency measured here vs published ImageNet top-1):', '']
+        sections += fronts + ['']
     summary = summary_lines(rows) + notes
     if summary:
-        table += '\n' + '\n'.join(f'- {line}' for line in summary) + '\n'
-    write_report(args.out_dir, 'results', table, rows)
+        sections += [f'- {line}' for line in summary] + ['']
+    sections += ['All cases (median, min, max of the timed runs):', '', markdown(rows)]
     if 'models' in args.parts:
-        plot(rows, osp.join(args.out_dir, 'latency_vs_accuracy.png'))
+        sections += ['Published top-1 of the peers:', ''] + [
+            f'- {name} (timm `{peer.timm_name}`): {peer.top1}: {peer.source}'
+            for name, peer in PEERS.items()] + [
+            '- RepGhostNet: the paper (Chen et al., arXiv 2211.06088), Table 3', '']
+    table = '\n'.join(sections)
+    written = write_report(args.out_dir, 'results', table, rows)
+    if 'models' in args.parts:
+        written += plot_fronts(rows, args.out_dir)
     print(table)
-    print(f'wrote {args.out_dir}/results.md, results.csv' +
-          (', latency_vs_accuracy.png' if 'models' in args.parts else ''))
+    print(f'wrote into {args.out_dir}: ' + ', '.join(osp.basename(p) for p in written))
     return 0
 
 

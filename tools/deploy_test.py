@@ -7,12 +7,13 @@
 MODEL is an ``.onnx`` file written by ``tools/export_onnx.py --end2end`` with its sidecar
 beside it (or by ``tools/quantize.py``: the same kind of file, int8), or a ``.pt2`` program of
 ``tools/quantize.py --backend torchao`` (evaluated in PyTorch, eager, with the config's own
-data pipeline and head post-processing). The model evaluated is the PyTorch-free runtime (``mmrepghost_runtime``: image
-reading, preprocessing, backend session, postprocessing); the config provides the test images
-with their annotations and its evaluator (CocoMetric bbox/segm, Accuracy, ...). The last line
-has the metrics in ``mim test``'s format (``coco/bbox_mAP: 0.6600 ...``). Exit code 2 with one
-``error:`` line on bad input (a raw-output file, a missing or foreign sidecar, a config whose
-classes differ from the model's, a backend that is not installed).
+data pipeline and head post-processing). The model evaluated is the PyTorch-free runtime
+(``mmrepghost_runtime``: image reading, preprocessing, backend session, postprocessing); the
+config provides the test images with their annotations and its evaluator (CocoMetric bbox/segm,
+Accuracy, ...). The last line has the metrics in ``mim test``'s format (``coco/bbox_mAP: 0.6600
+...``). Exit code 2 with one ``error:`` line on bad input (a raw-output file, a missing or
+foreign sidecar, a config whose classes differ from the model's, a backend that is not
+installed).
 """
 import argparse
 import sys

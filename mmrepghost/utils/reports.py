@@ -2,7 +2,7 @@
 import csv
 import os
 import os.path as osp
-from typing import List
+from typing import List, Sequence
 
 from .checkpoint import atomic_write
 
@@ -28,3 +28,34 @@ def write_report(out_dir: str, stem: str, markdown: str, rows: List[dict]) -> Li
             writer.writeheader()
             writer.writerows(rows)
     return paths
+
+
+def environment_lines(packages: Sequence[str] = ()) -> List[str]:
+    """Where a benchmark ran: the UTC date, the CPU (model, cores, the SIMD flags that decide
+    kernel choice) and the versions of Python and of ``packages`` (distribution names; 'not
+    installed' where one is missing)."""
+    import datetime
+    import platform
+    from importlib import metadata
+    cpu, flags = platform.processor() or 'unknown CPU', set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            info = f.read().splitlines()
+        cpu = next((line.split(':', 1)[1].strip() for line in info
+                    if line.startswith('model name')), cpu)
+        flags = set(next((line.split(':', 1)[1].split() for line in info
+                          if line.startswith('flags')), []))
+    except OSError:
+        pass
+    simd = [f for f in ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile')
+            if f in flags]
+    versions = []
+    for package in packages:
+        try:
+            versions.append(f'{package} {metadata.version(package)}')
+        except metadata.PackageNotFoundError:
+            versions.append(f'{package} not installed')
+    return [f'date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC',
+            f'machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} '
+            f'{platform.machine()}, SIMD: {", ".join(simd) or "none of AVX2/AVX-512"}',
+            'versions: ' + ', '.join([f'Python {platform.python_version()}'] + versions)]

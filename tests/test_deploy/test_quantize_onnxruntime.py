@@ -24,7 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mmrepghost.deploy.quantize import QuantizeError, calibration_paths
 from mmrepghost.deploy.quantize.onnx_graph import network_nodes
-from mmrepghost.deploy.quantize.onnxruntime_backend import _plan, quantized_nodes
+from mmrepghost.deploy.quantize.onnxruntime_backend import (_plan, quantize_every_layer,
+                                                            quantized_nodes)
 from tests.conftest import REPO_ROOT, load_tool
 from tests.test_deploy.test_deploy_accuracy import (deploy_random_model, metric,
                                                     run_deploy_test)
@@ -218,6 +219,33 @@ def test_network_region_stops_at_post_processing():
     # an fp32 conv2 leaves the add it feeds fp32 (no quantize/dequantize around it)
     assert quantized_nodes(graph, network_nodes(graph), {'conv2'}) == \
         ['conv1', 'relu1', 'conv3', 'conv4']
+
+
+def test_quantize_every_layer_quantizes_every_conv_and_keeps_the_function(tmp_path):
+    rng = np.random.default_rng(0)
+    w1, w2, w3 = (numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
+                  for name, shape in (('w1', (8, 3, 3, 3)), ('w2', (8, 1, 3, 3)),
+                                      ('w3', (4, 8, 1, 1))))
+    nodes = [helper.make_node('Conv', ['x', 'w1'], ['c1'], name='conv1', pads=[1] * 4),
+             helper.make_node('Relu', ['c1'], ['r1'], name='relu1'),
+             helper.make_node('Conv', ['r1', 'w2'], ['c2'], name='dw', group=8, pads=[1] * 4),
+             helper.make_node('Add', ['c2', 'r1'], ['a2'], name='add'),
+             helper.make_node('Conv', ['a2', 'w3'], ['y'], name='pw')]
+    graph = helper.make_graph(
+        nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)], [w1, w2, w3])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+    calib = [rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32) for _ in range(4)]
+    path = str(tmp_path / 'int8.onnx')
+    onnx.save(quantize_every_layer(model, 'x', calib), path)
+    assert conv_weight_sources(path) == dict.fromkeys(('conv1', 'dw', 'pw'), 'DequantizeLinear')
+    import onnxruntime as ort
+    fp32 = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+    int8 = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    feed = {'x': calib[0]}
+    a, b = fp32.run(None, feed)[0], int8.run(None, feed)[0]
+    assert not np.array_equal(a, b)  # it runs in int8
+    np.testing.assert_allclose(b, a, atol=0.05 * np.abs(a).max())
 
 
 BAD = {  # case: (backend, model, out, options, error type, message)

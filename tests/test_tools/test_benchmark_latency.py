@@ -16,15 +16,16 @@ def test_quick_benchmark_writes_tables_and_plot(tmp_path, capsys):
     with open(out / 'results.csv') as f:
         rows = list(csv.DictReader(f))
     cases = {(r['part'], r['model'], r['structure'], r['backend']) for r in rows}
-    for structure in ('train', 'deployed'):
-        for backend in ('pytorch', 'onnxruntime'):
-            assert ('models', 'RepGhostNet 1.0x', structure, backend) in cases
-    assert ('models', 'GhostNet 1.0x', '-', 'onnxruntime') in cases
-    # OpenVINO fp32, static and (deployed 1.0x only) dynamic input shape
-    for model, structure in (('RepGhostNet 1.0x', 'train'), ('RepGhostNet 1.0x', 'deployed'),
-                             ('GhostNet 1.0x', '-')):
-        assert ('models', model, structure, 'openvino') in cases
-    assert ('models', 'RepGhostNet 1.0x', 'deployed', 'openvino (dynamic shape)') in cases
+    ours = ('models', 'RepGhostNet 1.0x', 'deployed')
+    for backend in ('pytorch', 'torch.compile', 'onnxruntime', 'openvino', 'onnxruntime int8',
+                    'openvino int8', 'openvino (dynamic shape)'):
+        assert ours + (backend, ) in cases, backend
+    for backend in ('pytorch', 'onnxruntime', 'openvino'):
+        for model, structure in (('RepGhostNet 1.0x', 'train'), ('GhostNet 1.0x', '-'),
+                                 ('MobileNetV4-conv-small', '-')):
+            assert ('models', model, structure, backend) in cases
+    compiled = [r for r in rows if r['backend'] == 'torch.compile']
+    assert len(compiled) == 1 and float(compiled[0]['compile_s']) > 0
     end2end = {(r['structure'], r['backend']) for r in rows if r['part'] == 'end2end'}
     assert end2end == {('end-to-end graph', 'onnxruntime'), ('end-to-end graph', 'openvino'),
                        ('raw graph + numpy post-processing', 'onnxruntime'),
@@ -37,20 +38,31 @@ def test_quick_benchmark_writes_tables_and_plot(tmp_path, capsys):
     assert {r['model'] for r in rows if r['part'] == 'detectors'} == {
         'RetinaNet-RepGhostNet 1.3x', 'RetinaNet-MobileNetV2'}
     assert {r['structure'] for r in rows if r['part'] == 'training'} == {
-        'with BN branch (paper)', 'no re-param branch'}
+        f'{branch}, {variant}' for branch in ('with BN branch (paper)', 'no re-param branch')
+        for variant in ('eager fp32', 'eager bf16 autocast')}
     assert {r['structure'] for r in rows if r['part'] == 'layouts'} == {
         'train, NCHW', 'deployed, NCHW', 'train, channels_last', 'deployed, channels_last'}
     for r in rows:
         assert 0 < float(r['min_ms']) <= float(r['median_ms']) <= float(r['max_ms'])
     report = (out / 'results.md').read_text()
-    assert report.startswith('| part | model |')
+    assert report.startswith('# CPU latency benchmark')
+    assert re.search(r'- versions: Python [\d.]+, torch 2\.', report)
+    assert '| network | structure | top-1 | pytorch | torch.compile | onnxruntime |' in report
+    assert '| runtime | batch | Pareto front (fastest first) |' in report
+    assert '- MobileNetV4-conv-small (timm `mobilenetv4_conv_small`): 73.76: timm ' in report
     assert '- Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch 1:' in report
     assert '- Deployed RepGhostNet 1.0x, openvino, 1 thread, batch 1:' in report
     assert 'GFLOP/s' in report
     for goal in ('onnxruntime, 1 thread, batch 1: deployed RepGhostNet 1.0x / GhostNet 1.0x: ',
+                 'openvino, 1 thread, batch 1: deployed RepGhostNet 1.0x / '
+                 'MobileNetV4-conv-small: ',
+                 'deployed RepGhostNet 1.0x, batch 1: torch.compile / PyTorch eager: ',
+                 'deployed RepGhostNet 1.0x, batch 1: onnxruntime int8 / fp32: ',
                  'PyTorch eager, 1 thread, batch 1: deployed / train structure (NCHW): ',
                  'each in its faster layout: ',
-                 'training step, with / without the BN re-parameterization branch: ',
+                 'training step (eager fp32), with / without the BN re-parameterization '
+                 'branch: ',
+                 'training step with the BN branch: eager bf16 autocast / eager fp32: ',
                  'OpenVINO / onnxruntime, 1 thread, batch 1: deployed RepGhostNet 1.0x: ',
                  'deployed RepGhostNet 1.0x, dynamic / static input shape: ',
                  'end2end, onnxruntime: end-to-end graph / raw graph + numpy post-processing: ',
@@ -62,7 +74,11 @@ def test_quick_benchmark_writes_tables_and_plot(tmp_path, capsys):
                        r'numpy post-processing.* in onnxruntime and OpenVINO', report)
     assert agreed and int(agreed[1]) > int(agreed[2]) > 0, report[-2000:]
     assert re.search(r'end2end profile .* TopK \d+\.\d+ ms', report)
-    assert (out / 'latency_vs_accuracy.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # one plot per runtime with at least two networks (--quick compiles and quantizes one)
+    for name in ('pareto.png', 'pareto_pytorch.png', 'pareto_onnxruntime.png',
+                 'pareto_openvino.png'):
+        assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+    assert not (out / 'pareto_torch_compile.png').exists()
 
 
 def test_layout_comparison_refuses_networks_that_differ():
@@ -127,6 +143,78 @@ def test_openvino_missing_skips_only_its_column(monkeypatch, capsys, tmp_path):
     assert tool.openvino_core() is None
     assert 'pip install openvino' in capsys.readouterr().out
     from torch import nn
-    timed = tool.time_models({('tiny', '-'): nn.Conv2d(3, 4, 3)}, (1, 3, 32, 32), 1, 5,
-                             str(tmp_path), openvino=tool.openvino_core())
+    timed, _ = tool.time_models({('tiny', '-'): nn.Conv2d(3, 4, 3)}, (1, 3, 32, 32), 1, 5,
+                                str(tmp_path), openvino=tool.openvino_core())
     assert {backend for _, backend in timed} == {'pytorch', 'onnxruntime'}
+
+
+def _row(model, backend, batch, ms, structure='deployed'):
+    return dict(part='models', model=model, structure=structure, backend=backend, threads=1,
+                batch=batch, input='224x224', median_ms=ms, min_ms=ms, max_ms=ms)
+
+
+def test_front_table_says_which_widths_are_on_the_front_and_how_far_the_others_are():
+    tool = load_tool('benchmark_latency')
+    rows = [_row('RepGhostNet 0.5x', 'onnxruntime', 1, 1.0),      # 66.9: fastest
+            _row('RepGhostNet 1.0x', 'onnxruntime', 1, 2.5),      # 74.2
+            _row('RepGhostNet 1.0x', 'onnxruntime', 1, 9.0, 'train'),  # not a deployed point
+            _row('MobileNetV4-conv-small', 'onnxruntime', 1, 2.0),  # 73.76
+            _row('GhostNetV3 1.0x', 'onnxruntime', 1, 2.2),       # 76.94: dominates 1.0x
+            _row('timm RepGhostNet 1.0x', 'onnxruntime', 1, 0.5),  # reference: not a peer
+            _row('GhostNet 1.0x', 'openvino', 8, 4.0), _row('RepGhostNet 1.0x', 'openvino', 8, 3.0)]
+    lines = tool.front_lines(rows)
+    assert lines[2] == ('| onnxruntime | 1 | RepGhostNet 0.5x, MobileNetV4-conv-small, '
+                        'GhostNetV3 1.0x | 0.5x | 1.0x: 1.14x GhostNetV3 1.0x, -2.7 vs '
+                        'GhostNetV3 1.0x |')
+    assert lines[3] == '| openvino | 8 | RepGhostNet 1.0x | 1.0x | - |'
+    assert len(lines) == 4
+
+
+def test_time_models_records_a_runtime_that_fails_and_keeps_the_others(monkeypatch, tmp_path):
+    tool = load_tool('benchmark_latency')
+    import mmrepghost.deploy.inductor as inductor
+    from torch import nn
+
+    def broken(module):
+        raise RuntimeError('inductor broke\nsecond line')
+
+    monkeypatch.setattr(inductor, 'compile_inductor', broken)
+    notes = []
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    timed, compile_s = tool.time_models({('tiny', '-'): model}, (1, 3, 32, 32), 1, 5,
+                                        str(tmp_path), compiled=[('tiny', '-')],
+                                        int8=[('tiny', '-')], notes=notes)
+    assert {backend for _, backend in timed} == {'pytorch', 'onnxruntime', 'onnxruntime int8'}
+    assert compile_s == {}
+    assert notes == ["torch.compile failed for ('tiny', '-') at (1, 3, 32, 32): RuntimeError: "
+                     'inductor broke']
+
+
+def test_environment_lines_name_the_versions_and_missing_packages():
+    import torch
+
+    from mmrepghost.utils.reports import environment_lines
+    date, machine, versions = environment_lines(['torch', 'no-such-distribution'])
+    assert re.fullmatch(r'date: \d{4}-\d\d-\d\d \d\d:\d\d UTC', date)
+    assert 'logical cores' in machine and 'SIMD: ' in machine
+    assert f'torch {torch.__version__.split("+")[0]}' in versions
+    assert versions.endswith('no-such-distribution not installed')
+
+
+def test_time_models_compiles_every_network_past_dynamos_recompile_limit(tmp_path):
+    """All compiled networks enter through one code object: past dynamo's default limit of 8
+    graphs the rest would silently run eagerly in the torch.compile column."""
+    import torch
+    from torch import nn
+    from torch._dynamo.utils import counters
+    tool = load_tool('benchmark_latency')
+    models = {(f'net{i}', '-'): nn.Sequential(nn.Conv2d(3, 4 + i, 3), nn.ReLU()).eval()
+              for i in range(10)}
+    assert torch._dynamo.config.recompile_limit < len(models)
+    before = counters['stats']['unique_graphs']
+    timed, compile_s = tool.time_models(models, (1, 3, 16, 16), 1, 5, str(tmp_path),
+                                        compiled=list(models))
+    # one graph each, compiled once (the timed calls found them: no recompilation)
+    assert counters['stats']['unique_graphs'] - before == len(models)
+    assert set(compile_s) == set(models)
+    assert sum(backend == 'torch.compile' for _, backend in timed) == len(models)

@@ -23,7 +23,8 @@ FEATURE_OPS = ('Relu', 'Clip', 'LeakyRelu', 'HardSigmoid', 'HardSwish', 'Sigmoid
                'Resize', 'Flatten', 'Reshape', 'Identity')
 
 
-def _edges(graph):
+def graph_edges(graph):
+    """``(producer, consumers)``: ``{tensor: its node}``, ``{tensor: [nodes reading it]}``."""
     producer: Dict[str, object] = {}
     consumers: Dict[str, List[object]] = defaultdict(list)
     for node in graph.node:
@@ -44,7 +45,7 @@ def network_nodes(graph) -> List[str]:
     if '' in names or len(set(names)) != len(names):
         raise ValueError('the ONNX graph has unnamed or duplicate node names; export it with '
                          'tools/export_onnx.py')
-    producer, consumers = _edges(graph)
+    producer, consumers = graph_edges(graph)
     weighted = [node for node in graph.node if node.op_type in WEIGHTED_OPS]
 
     def walk(start, step) -> Set[str]:

@@ -36,7 +36,6 @@ How:
    the network's outputs compared (classifier logits; a detector's head maps).
 """
 import copy
-import json
 import os
 import os.path as osp
 import tempfile
@@ -50,15 +49,16 @@ import numpy as np
 
 from mmrepghost_runtime.files import atomic_write
 from mmrepghost_runtime.sidecar import load_sidecar, sidecar_path, write_sidecar
+from ...utils.ort_profile import kernel_times
 from ...utils.timing import measure_interleaved
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      match_patterns, require, sqnr_db)
-from .onnx_graph import (WEIGHTED_OPS, check_output_pair, network_nodes, not_deployed,
-                         onnx_layer_kind, set_metadata)
+from .onnx_graph import (WEIGHTED_OPS, check_output_pair, graph_edges, network_nodes,
+                         not_deployed, onnx_layer_kind, set_metadata)
 
 __all__ = ['MIN_SQNR_DB', 'Quantization', 'quantize_model', 'layer_records', 'compare_outputs',
-           'calibrate', 'quantize_graph', 'quantized_nodes', 'probe_layers', 'decide',
-           'quantize_onnxruntime']
+           'calibrate', 'quantize_graph', 'quantize_every_layer', 'quantized_nodes',
+           'probe_layers', 'decide', 'quantize_onnxruntime']
 
 #: auto-exclude: a layer whose int8 output has a lower SQNR than this stays fp32
 MIN_SQNR_DB = 20.0
@@ -110,16 +110,6 @@ def calibrate(model, input_name: str, batches: Iterable[np.ndarray]):
     return ranges
 
 
-def _graph_maps(graph):
-    producer, consumers = {}, defaultdict(list)
-    for node in graph.node:
-        for name in node.output:
-            producer[name] = node
-        for name in node.input:
-            consumers[name].append(node)
-    return producer, consumers
-
-
 def quantized_nodes(graph, network: Sequence[str], fp32: Iterable[str]) -> List[str]:
     """The network nodes to quantize when the weighted nodes ``fp32`` stay fp32.
 
@@ -128,7 +118,7 @@ def quantized_nodes(graph, network: Sequence[str], fp32: Iterable[str]) -> List[
     topological for exported graphs).
     """
     fp32, network = set(fp32), set(network)
-    producer, _ = _graph_maps(graph)
+    producer, _ = graph_edges(graph)
     chosen: Dict[str, bool] = {}
     for node in graph.node:
         if node.name not in network:
@@ -157,6 +147,15 @@ def quantize_graph(model, ranges, nodes: Sequence[str]):
                              list(nodes), [], op_types, {})
     quantizer.quantize_model()
     return quantizer.model.model
+
+
+def quantize_every_layer(model, input_name: str, batches: Iterable[np.ndarray]):
+    """The QDQ copy of an in-memory deployed graph with every layer of its network int8,
+    calibrated on ``batches``, without the per-layer probes of :func:`quantize_model` (for
+    benchmarks of raw graphs)."""
+    network = network_nodes(model.graph)
+    ranges = calibrate(model, input_name, batches)
+    return quantize_graph(model, ranges, quantized_nodes(model.graph, network, ()))
 
 
 # -- per-layer probes ------------------------------------------------------------------------
@@ -212,12 +211,9 @@ _INT8_KERNELS = ('QLinearConv', )
 
 def _profile_times(path: str) -> Dict[str, List[float]]:
     """``{op type: [ms per event]}`` of a profile file's kernel events."""
-    with open(path) as f:
-        events = json.load(f)
     times: Dict[str, List[float]] = defaultdict(list)
-    for e in events:
-        if e.get('cat') == 'Node' and e.get('name', '').endswith('_kernel_time'):
-            times[e['args']['op_name']].append(e['dur'] / 1e3)
+    for op, ms in kernel_times(path).values():
+        times[op].extend(ms)
     return times
 
 
@@ -242,7 +238,7 @@ def probe_layers(model, ranges, batches: Sequence[np.ndarray], input_name: str,
     """
     graph = model.graph
     network = set(network_nodes(graph))
-    producer, consumers = _graph_maps(graph)
+    producer, consumers = graph_edges(graph)
     by_name = {n.name: n for n in graph.node}
     wanted = {}
     for name in layers:
@@ -425,7 +421,7 @@ def decide(network: Sequence[str], weighted: Sequence[str], probes: Dict[str, di
 def _head_outputs(graph, network: Sequence[str]) -> List[str]:
     """The network's final tensors: outputs of network nodes read outside the network."""
     network = set(network)
-    _, consumers = _graph_maps(graph)
+    _, consumers = graph_edges(graph)
     graph_outputs = {o.name for o in graph.output}
     by_name = {n.name: n for n in graph.node}
     heads = []
@@ -435,7 +431,7 @@ def _head_outputs(graph, network: Sequence[str]) -> List[str]:
             if out in graph_outputs or any(u.name not in network for u in users):
                 heads.append(out)
     order = {n.name: i for i, n in enumerate(graph.node)}
-    producer, _ = _graph_maps(graph)
+    producer, _ = graph_edges(graph)
     return sorted(set(heads), key=lambda t: order[producer[t].name])
 
 

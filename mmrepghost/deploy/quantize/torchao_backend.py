@@ -120,15 +120,16 @@ from torch import Tensor, nn
 
 from mmrepghost_runtime.files import atomic_write
 from ...utils.timing import measure_interleaved
+from ..inductor import compile_inductor
 from ..model_loading import build_model, load_trained_model
 from ..onnx import RawOutputs
 from ..preprocess_spec import preprocess_spec
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      layer_kind, match_patterns, require, sqnr_db)
 
-__all__ = ['quantize_torchao', 'quantize_module', 'load_torchao', 'compile_torchao', 'evaluate_torchao',
-           'decide_auto_exclude', 'MIN_LAYER_SQNR_DB', 'SLOWER_RATIO', 'SLOWER_MIN_MS',
-           'AUTO_IMAGES', 'OUTPUT_IMAGES', 'FORMAT', 'META_FILE']
+__all__ = ['quantize_torchao', 'quantize_module', 'load_torchao', 'compile_torchao',
+           'evaluate_torchao', 'decide_auto_exclude', 'MIN_LAYER_SQNR_DB', 'SLOWER_RATIO',
+           'SLOWER_MIN_MS', 'AUTO_IMAGES', 'OUTPUT_IMAGES', 'FORMAT', 'META_FILE']
 
 #: auto_exclude: a layer whose output SQNR (the layer alone, int8 vs fp32) is below this
 #: stays fp32 (20 dB: the quantization noise is a hundredth of the signal's power)
@@ -634,22 +635,14 @@ def quantize_module(module: nn.Module, batches: Sequence[Tensor], example: Tenso
 
 
 def compile_torchao(module: nn.Module) -> Callable[[Tensor], object]:
-    """``torch.compile`` (Inductor) with ``freezing``, called under ``no_grad``.
+    """:func:`mmrepghost.deploy.inductor.compile_inductor` with torchao's x86 lowering loaded.
 
-    For an int8 program of :func:`load_torchao` this is torchao's x86 lowering (oneDNN int8
-    conv/linear kernels); the fp32 network compiles the same way (the latency baseline).
-    The first call compiles. ``torch._inductor.config.freezing`` is set only around the
-    calls (a recompilation also sees it), not for the rest of the process.
+    For an int8 program of :func:`load_torchao` this compiles to oneDNN int8 conv/linear
+    kernels (importing torchao's x86 quantizer registers its Inductor passes); the fp32
+    network compiles the same way (the latency baseline).
     """
     _require_torchao()
-    import torch._inductor.config as inductor_config
-    compiled = torch.compile(module, backend='inductor')
-
-    def run(*args):
-        with torch.no_grad(), inductor_config.patch(freezing=True):
-            return compiled(*args)
-
-    return run
+    return compile_inductor(module)
 
 
 def load_torchao(path: str) -> nn.Module:
