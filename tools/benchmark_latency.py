@@ -147,20 +147,32 @@ PARTS = ('models', 'layouts', 'table1', 'detectors', 'training', 'end2end')
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+def benchmark_parser(description, out_dir, quick_help):
+    """An argument parser with what every benchmark tool takes: ``--out-dir``, ``--runs``
+    (timed runs a case) and ``--quick`` (``quick_help``: what it shrinks; 5 runs)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--out-dir', default=out_dir)
     parser.add_argument('--runs', type=int, default=30, help='timed runs a case (>= 5)')
-    parser.add_argument('--parts', nargs='+',
-                        default=list(PARTS), choices=list(PARTS))
-    parser.add_argument('--quick', action='store_true',
-                        help='one small case of each part, 5 runs (for CI)')
+    parser.add_argument('--quick', action='store_true', help=quick_help)
+    return parser
+
+
+def parse_benchmark_args(parser, argv=None):
+    """``parser``'s arguments; ``--runs`` below 5 is refused, ``--quick`` sets it to 5."""
     args = parser.parse_args(argv)
     if args.runs < 5:
         parser.error(f'--runs must be >= 5, got {args.runs}')
     if args.quick:
         args.runs = 5
     return args
+
+
+def parse_args(argv=None):
+    parser = benchmark_parser(__doc__.split('\n\n')[0], 'work_dirs/benchmark',
+                              'one small case of each part, 5 runs (for CI)')
+    parser.add_argument('--parts', nargs='+',
+                        default=list(PARTS), choices=list(PARTS))
+    return parse_benchmark_args(parser, argv)
 
 
 def build_classifier(width, **backbone_options):

@@ -47,7 +47,6 @@ so the ratios are the result; milliseconds depend on the machine.
 Writes ``results.md`` (the tables and a "why" list computed from them) and ``results.csv``
 into ``--out-dir``. ``--quick`` (for tests) runs 5 runs at 64x64, batch 1 only.
 """
-import argparse
 import copy
 import os
 import os.path as osp
@@ -62,10 +61,10 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from benchmark_latency import (PEERS, TOP1 as PUBLISHED_TOP1, build_classifier,  # noqa: E402
-                               calibrate_bn_, check_close as _close, openvino_config,
-                               openvino_core, openvino_runner, ort_session,
-                               single_core_peak_gflops)
+from benchmark_latency import (PEERS, TOP1 as PUBLISHED_TOP1, benchmark_parser,  # noqa: E402
+                               build_classifier, calibrate_bn_, check_close as _close,
+                               openvino_config, openvino_core, openvino_runner, ort_session,
+                               parse_benchmark_args, single_core_peak_gflops)
 from mmrepghost.deploy import reparameterize_model  # noqa: E402
 from mmrepghost.deploy.onnx import DEFAULT_OPSETS, RawOutputs, export_onnx  # noqa: E402
 from mmrepghost.utils.ort_profile import kernel_times  # noqa: E402
@@ -88,17 +87,9 @@ ORT_LEVELS = ('ORT_ENABLE_ALL', 'ORT_ENABLE_EXTENDED', 'ORT_ENABLE_BASIC')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out-dir', default='work_dirs/benchmark_profile')
-    parser.add_argument('--runs', type=int, default=30, help='timed runs a case (>= 5)')
-    parser.add_argument('--quick', action='store_true',
-                        help='64x64, batch 1 only, 5 runs (for tests)')
-    args = parser.parse_args(argv)
-    if args.runs < 5:
-        parser.error(f'--runs must be >= 5, got {args.runs}')
-    if args.quick:
-        args.runs = 5
-    return args
+    parser = benchmark_parser(__doc__.split('\n\n')[0], 'work_dirs/benchmark_profile',
+                              '64x64, batch 1 only, 5 runs (for tests)')
+    return parse_benchmark_args(parser, argv)
 
 
 # --- the networks ------------------------------------------------------------------------------
