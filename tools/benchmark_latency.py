@@ -53,9 +53,11 @@ import copy
 import math
 import os
 import os.path as osp
+import re
 import sys
 import tempfile
 import time
+import types
 from typing import NamedTuple
 
 import numpy as np
@@ -312,17 +314,18 @@ def time_models(models, shape, threads, runs, tmp_dir, openvino=None, dynamic_to
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((1, ) + tuple(shape[1:])).astype(np.float32) for _ in range(8)]
     notes = [] if notes is None else notes
-    fns, compile_s = {}, {}
+    fns, compile_s, entries = {}, {}, {}
     for i, (key, model) in enumerate(models.items()):
         wrapper = RawOutputs(model).eval()
         fns[(key, 'pytorch')] = lambda w=wrapper: _no_grad_call(w, x)
         if key in compiled:
             try:
-                run = compile_inductor(wrapper)
+                entry = own_entry(wrapper, i)
+                run = compile_inductor(entry)
                 start = time.perf_counter()
-                with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-                    outputs = run(x)  # compiles
+                outputs = run(x)  # compiles
                 compile_s[key] = time.perf_counter() - start
+                entries[key] = entry.__code__
                 check_close([t.numpy() for t in outputs],
                             [t.numpy() for t in _no_grad_call(wrapper, x)],
                             f'{key} compiled', rtol=1e-3)
@@ -344,16 +347,36 @@ def time_models(models, shape, threads, runs, tmp_dir, openvino=None, dynamic_to
             fns.update(int8_runners(key, onnx.load(path), osp.join(tmp_dir, f'int8_{i}'),
                                     calib, feed, threads, openvino, notes))
     timed = measure_interleaved(fns, runs)
+    check_one_graph_each(entries)
     return timed, compile_s
 
 
-#: dynamo keeps one cache per code object, and every compiled network enters through the
-#: same one (``nn.Module.__call__``): past ``torch._dynamo.config.recompile_limit`` (8)
-#: compiled graphs it silently runs the rest eagerly. The models part compiles up to 46
-#: (23 networks x 2 batch sizes), so the limit is raised while they compile; a call then
-#: finds its graph by its guards (a failed guard on another network's module costs
-#: microseconds).
-RECOMPILE_LIMIT = 256
+def check_one_graph_each(entries):
+    """Refuse a torch.compile column in which a network was compiled more than once (a
+    recompilation while timed) or fell back to eager (no graph): ``entries``: {key: the code
+    object compiled for it}."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+    for key, code in entries.items():
+        graphs = len(_debug_get_cache_entry_list(code))
+        if graphs != 1:
+            raise RuntimeError(f'torch.compile kept {graphs} graphs for {key}, not 1: its '
+                               'column would not time one compiled graph')
+
+
+def own_entry(module, tag):
+    """``x -> module(x)`` as a function with a code object of its own, to compile.
+
+    Dynamo keeps the graphs it compiled in one cache per code object, and a call checks the
+    entries' guards one after the other. Compiled directly, every network would enter through
+    ``nn.Module.__call__``'s code: each call would first fail the guards of the other
+    networks compiled in this process (a deployment compiles one network), and past
+    ``torch._dynamo.config.recompile_limit`` (8) graphs the rest would silently run eagerly.
+    """
+    def entry(x):
+        return module(x)
+
+    code = entry.__code__.replace(co_name='entry_' + re.sub(r'\W', '_', str(tag)))
+    return types.FunctionType(code, entry.__globals__, code.co_name, None, entry.__closure__)
 
 
 def _no_grad_call(module, x):
@@ -552,7 +575,8 @@ def run_training(args, thread_counts, rows):
         for branches in (('bn', ), ()):
             torch.manual_seed(0)
             model = build_classifier('1.0x', reparam_branches=branches).train()
-            forward = torch.compile(model) if 'compile' in variant else model
+            forward = torch.compile(own_entry(model, f'{variant}_{len(steps)}')) \
+                if 'compile' in variant else model
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
             def step(forward=forward, optimizer=optimizer, bf16='bf16' in variant):

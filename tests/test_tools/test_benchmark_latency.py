@@ -201,9 +201,9 @@ def test_environment_lines_name_the_versions_and_missing_packages():
     assert versions.endswith('no-such-distribution not installed')
 
 
-def test_time_models_compiles_every_network_past_dynamos_recompile_limit(tmp_path):
-    """All compiled networks enter through one code object: past dynamo's default limit of 8
-    graphs the rest would silently run eagerly in the torch.compile column."""
+def test_time_models_compiles_every_network_into_its_own_graph(tmp_path):
+    """Compiled directly, all networks would share one dynamo cache: past its limit of 8
+    graphs the rest would silently run eagerly, and every call would scan the others' guards."""
     import torch
     from torch import nn
     from torch._dynamo.utils import counters
@@ -218,3 +218,17 @@ def test_time_models_compiles_every_network_past_dynamos_recompile_limit(tmp_pat
     assert counters['stats']['unique_graphs'] - before == len(models)
     assert set(compile_s) == set(models)
     assert sum(backend == 'torch.compile' for _, backend in timed) == len(models)
+
+
+def test_a_recompiled_network_is_refused():
+    import torch
+    from torch import nn
+    tool = load_tool('benchmark_latency')
+    entry = tool.own_entry(nn.Conv2d(3, 4, 3).eval(), 'twice')
+    run = torch.compile(entry, backend='eager')
+    with torch.no_grad():
+        run(torch.randn(1, 3, 8, 8))
+        tool.check_one_graph_each({'once': entry.__code__})
+        run(torch.randn(2, 3, 9, 9))  # another shape: a second graph
+    with pytest.raises(RuntimeError, match=r"torch.compile kept 2 graphs for twice, not 1"):
+        tool.check_one_graph_each({'twice': entry.__code__})
