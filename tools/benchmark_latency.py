@@ -79,7 +79,7 @@ from mmrepghost.deploy.onnx import RawOutputs, export_onnx  # noqa: E402
 from mmrepghost.models import ARCH_WIDTHS, repghostnet_classifier_cfg  # noqa: E402
 from mmrepghost.utils import atomic_write  # noqa: E402
 from mmrepghost.utils.ort_profile import kernel_times  # noqa: E402
-from mmrepghost.utils.pareto import front_gap, pareto_front  # noqa: E402
+from mmrepghost.utils.pareto import front_gap, latency_at, pareto_front  # noqa: E402
 from mmrepghost.utils.reports import environment_lines, write_report  # noqa: E402
 from mmrepghost.utils.timing import measure_interleaved  # noqa: E402
 
@@ -920,6 +920,13 @@ def summary_lines(rows):
             for peer in ('GhostNet 1.0x', 'MobileNetV4-conv-small', 'timm RepGhostNet 1.0x'):
                 ratio(f'{backend}, 1 thread, batch {batch}: deployed RepGhostNet 1.0x / {peer}',
                       ours, median_ms(rows, model=peer, **case))
+            points = front_points(rows, backend, batch)
+            widths = {n: v for n, v in points.items() if n in REPGHOST_TOP1}
+            for peer in ('MobileNetV4-conv-small', 'MobileNetV4-conv-medium'):
+                if peer in points and len(widths) > 1:
+                    ratio(f'{backend}, 1 thread, batch {batch}: RepGhostNet at {peer}\'s top-1 '
+                          f'({PEERS[peer].top1}, latency interpolated between the widths) / '
+                          f'{peer}', latency_at(PEERS[peer].top1, widths), points[peer][0])
         ours = dict(part='models', model='RepGhostNet 1.0x', structure='deployed', threads=1,
                     batch=batch)
         ratio(f'deployed RepGhostNet 1.0x, batch {batch}: torch.compile / PyTorch eager',

@@ -33,3 +33,15 @@ def front_gap(name: str, points: Dict[str, Point]) -> Optional[Gap]:
     faster = min((n for n in front if points[n][1] >= top1), key=lambda n: points[n][0])
     better = max((n for n in front if points[n][0] <= ms), key=lambda n: points[n][1])
     return Gap(ms / points[faster][0], faster, points[better][1] - top1, better)
+
+
+def latency_at(top1: float, line: Dict[str, Point]) -> Optional[float]:
+    """The latency of the family ``line`` (e.g. the widths of one network) at ``top1``,
+    linearly interpolated between its two points around it on its own front (its
+    undominated points); None outside the range of its top-1."""
+    front = [line[name] for name in pareto_front(line)]
+    for (ms_a, top1_a), (ms_b, top1_b) in zip(front, front[1:]):
+        if top1_a <= top1 <= top1_b:
+            share = (top1 - top1_a) / (top1_b - top1_a) if top1_b > top1_a else 0.0
+            return ms_a + share * (ms_b - ms_a)
+    return None

@@ -1,7 +1,7 @@
 """mmrepghost.utils.pareto: the front and the distance to it, against hand-worked sets."""
 import pytest
 
-from mmrepghost.utils.pareto import Gap, front_gap, pareto_front
+from mmrepghost.utils.pareto import Gap, front_gap, latency_at, pareto_front
 
 # (ms, top-1): a is fastest, c is best; b is dominated by d (slower and less accurate)
 POINTS = {'a': (1.0, 70.0), 'b': (3.0, 72.0), 'c': (4.0, 78.0), 'd': (2.0, 74.0),
@@ -40,3 +40,12 @@ def test_every_point_off_the_front_has_both_partners_on_it():
         assert gap.slower >= 1 and gap.less_top1 >= 0
         assert points[gap.faster_peer][1] >= points[name][1]
         assert points[gap.better_peer][0] <= points[name][0]
+
+
+def test_latency_at_interpolates_along_the_family_front():
+    line = {'0.5x': (2.0, 66.0), '0.8x': (3.0, 72.0), '1.0x': (3.5, 74.0),
+            'slow': (5.0, 73.0)}  # dominated: not part of the family's curve
+    assert latency_at(73.0, line) == pytest.approx(3.25)
+    assert latency_at(66.0, line) == pytest.approx(2.0)
+    assert latency_at(74.0, line) == pytest.approx(3.5)
+    assert latency_at(75.0, line) is None and latency_at(60.0, line) is None
