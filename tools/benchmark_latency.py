@@ -1,29 +1,35 @@
 #!/usr/bin/env python
-"""CPU latency of RepGhostNet (train structure vs deployed) and its peers, side by side.
+"""CPU latency of RepGhostNet (train structure vs deployed) and today's mobile backbones.
 
-    python tools/benchmark_latency.py [--out-dir work_dirs/benchmark] [--runs 30] [--quick]
+    python tools/benchmark_latency.py [--out-dir work_dirs/benchmark] [--runs 30]
+        [--parts models layouts table1 detectors training end2end] [--quick]
 
 Everything is measured in one run on this machine, so the ratios are the result; absolute
 milliseconds depend on the CPU. Each case: median (min, max) of ``--runs`` timed calls after
-warm-up, at 224x224, for 1 and all threads, batch 1 and 8, in PyTorch eager, onnxruntime and
-OpenVINO (fp32, see below). The networks compared in one table are timed interleaved (one call of
-each, round-robin; onnxruntime and OpenVINO in the same round-robin), so drift of a shared
-machine does not favour whichever runs at a quiet moment:
+warm-up. The cases compared in one table are timed interleaved (one call of each,
+round-robin), so drift of a shared machine does not favour whichever runs at a quiet moment:
 
-* ``models``: RepGhostNet at every width, train structure and deployed; timm's GhostNet
-  1.0x/1.3x, MobileNetV3-Large 0.75x/1.0x, MobileNetV2 1.0x and timm's own RepGhostNet 1.0x after
-  ``timm.utils.reparameterize_model`` (the reference implementation), all without weights.
+* ``models``: 224x224, 1 thread, batch 1 and 8 (one table each): RepGhostNet at every width,
+  train structure and deployed, and the timm peers of :data:`PEERS` in their deployed form
+  (``timm.utils.reparameterize_model``), all without weights (BN statistics calibrated on
+  random batches, :func:`calibrate_bn_`), in PyTorch eager, ``torch.compile`` (Inductor with
+  freezing; compile time reported), onnxruntime, OpenVINO, and int8 in onnxruntime (QDQ) and
+  OpenVINO (NNCF) with every layer quantized (the deployed networks; speed only). Each
+  network's published ImageNet top-1 and its source are in :data:`REPGHOST_TOP1` and
+  :data:`PEERS`; the report draws the latency/top-1 Pareto front per runtime and says how
+  far each RepGhostNet width is off it.
 * ``table1``: the paper's Table 1 -- the 32 concatenations of GhostNet 1.0x's Ghost modules
   against additions of the same tensors, batch 1/2/8/32 (PyTorch eager).
 * ``detectors``: RetinaNet-RepGhostNet 1.3x deployed vs RetinaNet-MobileNetV2 (mmdet's) up to
-  the head outputs, at 320x320 and 800x1344 (1333 padded to 32), batch 1.
+  the head outputs, at 320x320 and 800x1344 (1333 padded to 32), batch 1, 1 and all threads.
 * ``layouts``: RepGhostNet 1.0x train structure and deployed in PyTorch eager, with NCHW and
   with channels-last weights (``model.to(memory_format=torch.channels_last)``; the input stays
   NCHW): oneDNN runs the deployed depthwise convs much faster channels-last, while the train
   structure's BatchNorms gain nothing from it.
-* ``training``: one SGD step (forward, backward, update) of the RepGhostNet 1.0x classifier
-  with the paper's BN re-parameterization branch and without it (``reparam_branches=()``),
-  batch 8 (PyTorch, all threads): the price of the branches during training.
+* ``training``: one SGD step (forward, cross-entropy, backward, update) of the RepGhostNet
+  1.0x classifier with the paper's BN re-parameterization branch and without it
+  (``reparam_branches=()``), batch 8, all threads, in eager and compiled, fp32 and bf16
+  autocast: the price of the branch during training.
 * ``end2end``: RetinaNet-RepGhostNet 1.0x deployed (64-channel FPN/head), 1 thread, batch 1,
   320x320: the end-to-end graph (``mmrepghost.deploy.end2end``: decoding, top-k and NMS in the
   graph) in onnxruntime and OpenVINO against the raw-output graph followed by this tool's numpy
@@ -37,16 +43,17 @@ would otherwise run in bf16; the compiled model's precision is checked, and its 
 onnxruntime's) and no CPU pinning; the model is reshaped to the case's static input shape, which
 was faster than the dynamic one (the ``openvino (dynamic shape)`` rows of deployed RepGhostNet
 1.0x keep measuring that). Without the ``openvino`` package its columns are skipped, with a
-note.
+note. torch.compile: see :func:`own_entry` and the oneDNN cache note below the imports.
 
 The ``models`` part also reports the achieved GFLOP/s of the deployed RepGhostNet 1.0x in
 onnxruntime and OpenVINO (1 thread) against one core's peak: FP32 lanes of the widest FMA
 (AVX-512: 16, AVX2: 8) x 2 FMA pipes x 2 FLOPs x the clock /proc/cpuinfo reports.
 
-Writes ``results.md`` (the tables), ``results.csv`` and ``latency_vs_accuracy.png`` (the paper's
-Fig. 1 style: ImageNet top-1 from the paper and timm's model cards against the onnxruntime
-latency measured here) into ``--out-dir``. ``--quick`` runs one small case of each kind (for
-CI).
+Writes ``results.md`` (a header with the date, machine and versions; the tables, the Pareto
+fronts, the goal ratios; every case; the peers' top-1 sources), ``results.csv`` and
+``pareto_<runtime>.png`` (latency against published top-1, RepGhostNet's widths as a line, the
+front drawn; all of them in ``pareto.png``) into ``--out-dir``. ``--quick`` runs one small
+case of each kind (for CI).
 """
 import argparse
 import copy
@@ -1076,7 +1083,8 @@ def front_lines(rows):
 
 def draw_front(ax, points, title):
     """RepGhostNet's widths as a line, the peers as labelled points, the front as a step."""
-    ours = sorted((v, n) for n, v in points.items() if n in REPGHOST_TOP1)
+    ours = sorted(((v, n) for n, v in points.items() if n in REPGHOST_TOP1),
+                  key=lambda item: item[0][1])  # by width (top-1), whatever the latency
     ax.plot([v[0] for v, _ in ours], [v[1] for v, _ in ours], 'o-', color='tab:red',
             label='RepGhostNet (ours, deployed)', zorder=3)
     for (ms, top1), name in ours:
@@ -1092,6 +1100,10 @@ def draw_front(ax, points, title):
             ls='--', color='gray', label='Pareto front', zorder=2)
     ax.set_title(title, fontsize=9)
     ax.set_xscale('log')
+    from matplotlib.ticker import FormatStrFormatter
+    ax.xaxis.set_major_formatter(FormatStrFormatter('%g'))
+    ax.xaxis.set_minor_formatter(FormatStrFormatter('%g'))
+    ax.tick_params(axis='x', which='minor', labelsize=6)
     ax.set_xlabel('median latency, ms (log scale)', fontsize=8)
     ax.set_ylabel('ImageNet top-1, % (published)', fontsize=8)
     ax.grid(alpha=0.3, which='both')
