@@ -17,8 +17,8 @@ demo: env
 # long after those tests had passed), i.e. memory corrupted earlier by a native extension.
 # Reproduced twice in a full run, never in smaller runs; not root-caused (2026-12-01).
 DEPLOY_TESTS := tests/test_deploy tests/test_runtime tests/test_tools/test_benchmark_latency.py \
-	tests/test_tools/test_benchmark_quantization.py \
-	tests/test_tools/test_deploy_test.py
+	tests/test_tools/test_benchmark_quantization.py tests/test_tools/test_benchmark_profile.py \
+	tests/test_tools/test_deploy_test.py tests/test_utils/test_ov_profile.py
 # --durations: the slowest tests of each process, printed in every run (CI keeps to 25 minutes)
 test: env
 	$(PY) -m pytest --durations=12 $(PYTEST_ARGS) $(addprefix --ignore=,$(DEPLOY_TESTS))

@@ -68,6 +68,7 @@ from benchmark_latency import (PEERS, TOP1 as PUBLISHED_TOP1, benchmark_parser, 
 from mmrepghost.deploy import reparameterize_model  # noqa: E402
 from mmrepghost.deploy.onnx import DEFAULT_OPSETS, RawOutputs, export_onnx  # noqa: E402
 from mmrepghost.utils.ort_profile import kernel_times  # noqa: E402
+from mmrepghost.utils.ov_profile import mean_times, snapshot  # noqa: E402
 from mmrepghost.utils.reports import write_report  # noqa: E402
 from mmrepghost.utils.timing import measure_interleaved  # noqa: E402
 
@@ -443,9 +444,7 @@ def profile_networks(paths, feed, models, costs, runs, tmp_dir, ov_core):
                 continue
             session.infer(feed)
             if run in (warmup - 1, warmup + runs - 1):
-                ov_means[key].append({e.node_name: (e.node_type, e.real_time.total_seconds())
-                                      for e in session.get_profiling_info()
-                                      if e.status.name == 'EXECUTED'})
+                ov_means[key].append(snapshot(session))
     profiles = {}
     indexes = {network: node_index(model) for network, model in models.items()}
     for key, session in sessions.items():
@@ -453,7 +452,7 @@ def profile_networks(paths, feed, models, costs, runs, tmp_dir, ov_core):
         if key[1] == 'openvino':
             samples = {name: (None if op == 'Reorder' else ov_node_for(name, indexes[network]),
                               op, [ms] * runs)
-                       for name, (op, ms) in ov_mean_ms(*ov_means[key], warmup, runs).items()}
+                       for name, op, ms in mean_times(*ov_means[key], warmup, runs)}
         else:
             path = session.end_profiling()
             samples = {kernel: (getattr(ort_node_for(kernel, op, indexes[network]), 'name',
@@ -462,17 +461,6 @@ def profile_networks(paths, feed, models, costs, runs, tmp_dir, ov_core):
             os.remove(path)
         profiles[key] = per_kind(samples, costs[network], runs)
     return profiles
-
-
-def ov_mean_ms(after_warmup, at_end, warmup, runs):
-    """{entry: (node type, mean ms of the ``runs`` timed runs)} from OpenVINO's profiling info,
-    which reports each node's mean time since compilation: taken after ``warmup`` runs and
-    after ``warmup + runs``, both as {entry: (node type, seconds)}."""
-    means = {}
-    for name, (op, end) in at_end.items():
-        start = after_warmup.get(name, (op, 0.0))[1]
-        means[name] = (op, max(0.0, ((warmup + runs) * end - warmup * start) / runs * 1e3))
-    return means
 
 
 def reference_bandwidth_gbs(runs):

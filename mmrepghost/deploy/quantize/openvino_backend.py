@@ -39,15 +39,15 @@ not blur fp32 vs int8):
   layer's own, not what accumulated upstream.
 * each layer's time: OpenVINO's per-node profiling (``PERF_COUNT``) of the fp32 network and
   of two separately compiled int8 networks, ``runs`` inferences each, interleaved (the order
-  rotates), on the first calibration input, median ms (int8: the lower of the two
-  compilations'); a layer's time is its (fused) kernel plus the Reorder nodes OpenVINO puts
+  rotates), on the first calibration input, the mean ms over those runs (OpenVINO reports
+  each node's mean since compilation, :mod:`mmrepghost.utils.ov_profile`; int8: the lower of
+  the two compilations'); a layer's time is its (fused) kernel plus the Reorder nodes OpenVINO puts
   in front of it and the standalone FakeQuantize nodes that quantize its input (shared ones
   split among their layers): the quantize/dequantize cost the int8 layer brings.
 * ``auto_exclude``: an int8 layer stays fp32 when its SQNR alone is under
   :data:`AUTO_MIN_SQNR_DB`, or when its int8 time exceeds its fp32 time by more than
-  :data:`AUTO_SLOWER` (ratio) in the median **and** in the fastest run (interference from
-  other processes only adds time, so a busy machine is not mistaken for a slow kernel), in
-  both by :data:`AUTO_MIN_GAIN_MS` or more (profiling counts whole microseconds). (On a
+  :data:`AUTO_SLOWER` (ratio) and by :data:`AUTO_MIN_GAIN_MS` or more (profiling counts
+  whole microseconds). (On a
   loaded 2-core machine a 0.2-0.7 ms stall was seen to land on one node in most runs of a
   compiled model, a different node each compilation: hence two int8 compilations.) Then
   NNCF quantizes again with those layers in the ignored scope. Nothing is decided from a
@@ -71,7 +71,6 @@ import heapq
 import logging
 import os.path as osp
 import shutil
-import statistics
 import tempfile
 import time
 import uuid
@@ -85,6 +84,7 @@ from mmrepghost_runtime.files import atomic_write
 from mmrepghost_runtime.model import META_EXPORT_ID, ModelError, load_model
 from mmrepghost_runtime.sidecar import Sidecar, load_sidecar, sidecar_path, write_sidecar
 
+from ...utils.ov_profile import mean_times, snapshot
 from ...utils.timing import measure_interleaved
 from .common import (LayerRecord, QuantizeError, QuantizeReport, calibration_inputs, cosine,
                      match_patterns, require, sqnr_db)
@@ -191,7 +191,7 @@ def quantize_openvino(model_path: str, out: str, calib_paths: Sequence[str],
         onnx.save(_layer_probe(onnx, net.model, candidate, layers), paths['probe'])
         errors, shapes, fp32_values = _layer_errors(ov, paths['probe'], probe_feeds, threads,
                                                     net.model, layers)
-        fp32_ms, int8_ms, fastest, unattributed, compiled = _profile(
+        fp32_ms, int8_ms, unattributed, compiled = _profile(
             ov, paths['network'], paths['candidate'], candidate, layers, probe_feeds[0],
             threads, runs)
         notes.append('per-layer times: profiled kernels with their reorders and standalone '
@@ -200,7 +200,7 @@ def quantize_openvino(model_path: str, out: str, calib_paths: Sequence[str],
         auto: Dict[str, str] = {}
         final = candidate
         if auto_exclude:
-            auto = _decide(layers, measured, fp32_ms, int8_ms, fastest, errors)
+            auto = _decide(layers, measured, fp32_ms, int8_ms, errors)
             log(f'auto-exclude: {len(auto)} of {len(measured)} int8 layers stay fp32' +
                 ''.join(f'\n  {name}: {why}' for name, why in auto.items()))
             if auto:
@@ -610,12 +610,13 @@ def _attribution(int8, layers: Sequence[str]) -> Dict[str, List[str]]:
 
 
 def _assign(entries, layers: set, quantizers: Dict[str, List[str]]):
-    """Per-layer ms of one profiled run, and the ms of the int8 nodes left unattributed."""
+    """Per-layer ms of profiled nodes (:class:`~mmrepghost.utils.ov_profile.NodeTime`),
+    and the ms of the int8 nodes left unattributed."""
     direct: Dict[str, str] = {}
     times: Dict[str, float] = defaultdict(float)
     rest = []
     for entry in entries:
-        ms = entry.real_time.total_seconds() * 1e3
+        ms = entry.ms
         name = layer = entry.node_name
         while layer and layer not in layers:  # '<onnx name>/WithoutBiases' and the like
             layer = layer.rsplit('/', 1)[0] if '/' in layer else ''
@@ -642,43 +643,37 @@ def _assign(entries, layers: set, quantizers: Dict[str, List[str]]):
 
 def _profile(ov, fp32_path: str, int8_path: str, int8, layers: Sequence[str],
              feed: Dict[str, np.ndarray], threads: int, runs: int):
-    """Per-layer ms of the fp32 network and of two separately compiled int8 networks,
-    profiled in interleaved runs (the order rotates): ({layer: median fp32}, {layer: median
-    int8}, {layer: (fastest fp32, fastest int8)}, median ms of the int8 quantize/reorder
+    """Per-layer mean ms over ``runs`` profiled inferences of the fp32 network and of two
+    separately compiled int8 networks, interleaved (the order rotates), after one warm-up
+    inference each: ({layer: fp32 ms}, {layer: int8 ms}, ms of the int8 quantize/reorder
     nodes not attributed to a layer, an int8 network's (compiled model, infer request)).
 
-    A layer's int8 figures are the lower of the two compilations': a stall that lands on one
-    node of a compiled model in most runs (seen on a loaded machine, on a different node each
-    compilation) is not taken for a slow int8 layer."""
+    OpenVINO reports means since compilation (:mod:`mmrepghost.utils.ov_profile`), so the
+    means over the timed span are what can be measured. A layer's int8 time is the lower of
+    the two compilations': a stall that lands on one node of a compiled model in most runs
+    (seen on a loaded machine, on a different node each compilation) is not taken for a slow
+    int8 layer."""
     compiled = [_compile(ov, path, threads, profiling=True)
                 for path in (fp32_path, int8_path, int8_path)]
     requests = [request for _, request in compiled]
     quantizers = [{}] + [_attribution(int8, layers)] * 2
-    wanted = set(layers)
-    samples = [defaultdict(list) for _ in requests]
-    unattributed = []
     for request in requests:
         request.infer(feed)  # warm-up
+    before = [snapshot(request) for request in requests]
     for run in range(runs):
         for i in [(run + k) % len(requests) for k in range(len(requests))]:
             requests[i].infer(feed)
-            entries = [e for e in requests[i].get_profiling_info()
-                       if e.status.name == 'EXECUTED']
-            times, rest = _assign(entries, wanted, quantizers[i])
-            for layer in layers:
-                samples[i][layer].append(times.get(layer, 0.0))
-            if i:
-                unattributed.append(rest)
-    median = [{layer: statistics.median(s[layer]) for layer in layers} for s in samples]
-    fastest = [{layer: min(s[layer]) for layer in layers} for s in samples]
-    int8_ms = {layer: min(median[1][layer], median[2][layer]) for layer in layers}
-    pairs = {layer: (fastest[0][layer], min(fastest[1][layer], fastest[2][layer]))
-             for layer in layers}
-    return median[0], int8_ms, pairs, statistics.median(unattributed), compiled[1]
+    assigned = [_assign(mean_times(start, snapshot(request), 1, runs), set(layers), quantizer)
+                for start, request, quantizer in zip(before, requests, quantizers)]
+    fp32_ms = {layer: assigned[0][0].get(layer, 0.0) for layer in layers}
+    int8_ms = {layer: min(assigned[1][0].get(layer, 0.0), assigned[2][0].get(layer, 0.0))
+               for layer in layers}
+    unattributed = min(assigned[1][1], assigned[2][1])
+    return fp32_ms, int8_ms, unattributed, compiled[1]
 
 
 # --- decisions and records ---------------------------------------------------------------------
-def _decide(layers, int8_now, fp32_ms, int8_ms, fastest, errors) -> Dict[str, str]:
+def _decide(layers, int8_now, fp32_ms, int8_ms, errors) -> Dict[str, str]:
     """{layer: why} for the int8 layers that stay fp32 (see the module doc)."""
     auto = {}
     for layer in layers:
@@ -689,9 +684,8 @@ def _decide(layers, int8_now, fp32_ms, int8_ms, fastest, errors) -> Dict[str, st
         if error is not None and error[0] < AUTO_MIN_SQNR_DB:
             auto[layer] = (f'auto: too lossy in int8 (SQNR alone {error[0]:.1f} dB < '
                            f'{AUTO_MIN_SQNR_DB:g} dB)')
-        elif fp and q and _slower(fp, q) and _slower(*fastest[layer]):
-            auto[layer] = (f'auto: slower in int8 (median {q:.3f} ms vs {fp:.3f} ms fp32, '
-                           f'fastest {fastest[layer][1]:.3f} vs {fastest[layer][0]:.3f}, '
+        elif fp and q and _slower(fp, q):
+            auto[layer] = (f'auto: slower in int8 (mean {q:.3f} ms vs {fp:.3f} ms fp32, '
                            'with its quantize/reorder nodes)')
     return auto
 
