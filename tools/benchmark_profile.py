@@ -67,6 +67,7 @@ from benchmark_latency import (PEERS, TOP1 as PUBLISHED_TOP1, benchmark_parser, 
                                parse_benchmark_args, single_core_peak_gflops)
 from mmrepghost.deploy import reparameterize_model  # noqa: E402
 from mmrepghost.deploy.onnx import DEFAULT_OPSETS, RawOutputs, export_onnx  # noqa: E402
+from mmrepghost.deploy.quantize.onnx_graph import graph_edges  # noqa: E402
 from mmrepghost.utils.ort_profile import kernel_times  # noqa: E402
 from mmrepghost.utils.ov_profile import mean_times, snapshot  # noqa: E402
 from mmrepghost.utils.reports import write_report  # noqa: E402
@@ -173,15 +174,6 @@ def node_flops(node, shapes):
     return 0
 
 
-def _edges(graph):
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    return producer, consumers
-
-
 def _se_nodes(graph, producer):
     """Names of the nodes of squeeze-and-excitation blocks: ``x * gate(pool(x))``."""
     found = set()
@@ -207,7 +199,7 @@ def classify_nodes(model):
     """{node name: kind} (one of :data:`KINDS`) for a shape-inferred ModelProto."""
     graph = model.graph
     shapes = tensor_shapes(model)
-    producer, _ = _edges(graph)
+    producer, _ = graph_edges(graph)
     se = _se_nodes(graph, producer)
     kinds = {}
     for node in graph.node:
@@ -255,7 +247,7 @@ def graph_costs(model):
     """{node name: dict(op, kind, flops, bytes, label, channels)} of a shape-inferred model."""
     from mmrepghost.deploy.quantize.onnx_graph import onnx_layer_kind
     shapes = tensor_shapes(model)
-    producer, _ = _edges(model.graph)
+    producer, _ = graph_edges(model.graph)
     kinds = classify_nodes(model)
     costs = {}
     for node in model.graph.node:
@@ -290,7 +282,7 @@ def pad_channels(model, multiple=SIMD_FP32):
     graph = model.graph
     channels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value or 3
     shapes = tensor_shapes(static_shapes(model, (1, channels, 32, 32)))
-    producer, _ = _edges(graph)
+    producer, _ = graph_edges(graph)
     initializers = {t.name: t for t in graph.initializer}
 
     def constant(name):
@@ -355,7 +347,7 @@ def pad_channels(model, multiple=SIMD_FP32):
 # --- mapping kernels to ONNX nodes --------------------------------------------------------------
 def node_index(model):
     """({node name: node}, {tensor name: the node writing it}) of a ModelProto."""
-    return {node.name: node for node in model.graph.node}, _edges(model.graph)[0]
+    return {node.name: node for node in model.graph.node}, graph_edges(model.graph)[0]
 
 
 def _named(name, index):
