@@ -64,9 +64,10 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmark_latency import (PEERS, TOP1 as PUBLISHED_TOP1, benchmark_parser,  # noqa: E402
                                build_classifier, calibrate_bn_, check_close as _close,
                                openvino_config, openvino_core, openvino_runner, ort_session,
-                               parse_benchmark_args, single_core_peak_gflops)
+                               parse_benchmark_args, peak_probe, single_core_peak_gflops)
 from mmrepghost.deploy import reparameterize_model  # noqa: E402
-from mmrepghost.deploy.onnx import DEFAULT_OPSETS, RawOutputs, export_onnx  # noqa: E402
+from mmrepghost.deploy.onnx import (DEFAULT_OPSETS, RawOutputs, annotate_shapes,  # noqa: E402
+                                    export_onnx)
 from mmrepghost.deploy.quantize.onnx_graph import graph_edges  # noqa: E402
 from mmrepghost.utils.ort_profile import kernel_times  # noqa: E402
 from mmrepghost.utils.ov_profile import mean_times, snapshot  # noqa: E402
@@ -477,7 +478,9 @@ def check_close(outputs, reference, what):
 
 
 def time_variants(nets, batch, size, runs, tmp_dir, ov_core):
-    """{(network, variant): Latency}, every function-preserving variant at ``batch``."""
+    """({(network, variant): Latency}, measured peak GFLOP/s): every function-preserving
+    variant at ``batch``; the peak probe (``benchmark_latency.PEAK_PROBE``) runs in the same
+    round-robin as the onnxruntime and OpenVINO variants."""
     shape = (batch, 3, size, size)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(batch))
     feed = {'images': x.numpy()}
@@ -485,7 +488,7 @@ def time_variants(nets, batch, size, runs, tmp_dir, ov_core):
     for i, (name, model) in enumerate(nets.items()):
         dynamic = osp.join(tmp_dir, f'variant{i}_b{batch}.onnx')
         static = osp.join(tmp_dir, f'variant{i}_b{batch}_static.onnx')
-        export_onnx(model, dynamic, shape, overwrite=True)
+        export_onnx(model, dynamic, shape, overwrite=True, annotate=False)
         export_static(model, static, shape)
         reference = ort_session(dynamic, 1).run(None, feed)
         candidates = {f'onnxruntime {level[11:].lower()}': ort_session(dynamic, 1, level=level)
@@ -495,6 +498,10 @@ def time_variants(nets, batch, size, runs, tmp_dir, ov_core):
         padded = padded_copy(dynamic)
         if padded:
             candidates[f'onnxruntime all, channels padded to {SIMD_FP32}'] = ort_session(padded, 1)
+        candidates['onnxruntime all, shapes annotated'] = ort_session(annotated_copy(dynamic), 1)
+        if padded:
+            candidates[f'onnxruntime all, shapes annotated, channels padded to {SIMD_FP32}'] = \
+                ort_session(annotated_copy(padded), 1)
         for variant, session in candidates.items():
             run = (lambda s=session: s.run(None, feed))
             check_close(run(), reference, f'{name}, {variant}')
@@ -518,10 +525,21 @@ def time_variants(nets, batch, size, runs, tmp_dir, ov_core):
                 check_close([t.numpy() for t in wrapper(x)], reference,
                             f'{name}, eager {layout}')
             eager[(name, f'pytorch eager {layout}')] = (lambda w=wrapper: w(x))
-    timed = measure_interleaved(runtimes, runs)
+    probe, probe_flops = peak_probe(1)
+    timed = measure_interleaved({**runtimes, 'peak probe': probe}, runs)
+    probe_gflops = gflops(probe_flops, timed.pop('peak probe').median_ms)
     with torch.no_grad():
         timed.update(measure_interleaved(eager, runs))
-    return timed
+    return timed, probe_gflops
+
+
+def annotated_copy(path):
+    """``path`` with its symbolic shapes recorded (``annotate_shapes``, what ``export_onnx``
+    does by default), saved beside it."""
+    import onnx
+    annotated = path.replace('.onnx', '_annotated.onnx')
+    onnx.save(annotate_shapes(onnx.load(path)), annotated)
+    return annotated
 
 
 def padded_copy(path):
@@ -541,7 +559,7 @@ def gflops(flops, ms):
     return flops / (ms / 1e3) / 1e9 if ms > 0 else 0.0
 
 
-def latency_rows(timed, batch, size, total_flops, peak):
+def latency_rows(timed, batch, size, total_flops, peak, probe_gflops):
     rows = []
     variants = list(dict.fromkeys(v for _, v in timed))
     for variant in variants:
@@ -557,7 +575,9 @@ def latency_rows(timed, batch, size, total_flops, peak):
                             for name in ms},
                          ours_vs_ghostnet=ratio(GHOST), ours_vs_mnv4=ratio(MNV4),
                          ours_gflops=round(achieved, 2),
-                         ours_peak_pct=round(100 * achieved / peak, 1) if peak else ''))
+                         ours_peak_pct=round(100 * achieved / peak, 1) if peak else '',
+                         measured_peak_gflops=round(probe_gflops, 1),
+                         ours_measured_peak_pct=round(100 * achieved / probe_gflops, 1)))
     return rows
 
 
@@ -726,14 +746,16 @@ def why_lines(latency, profile, depthwise, peak, bandwidth, total_flops):
 def markdown(latency, profile, depthwise, notes, why):
     text = ['## Latency variants (1 thread, median ms; ratios of medians)\n']
     header = ['variant', 'batch', *[f'{n} ms' for n in TOP1], 'ours / GhostNet',
-              'ours / MNv4-conv-s', 'ours GFLOP/s', 'ours % of peak']
+              'ours / MNv4-conv-s', 'ours GFLOP/s', 'ours % of nominal peak',
+              'ours % of measured peak']
 
     def cell(value, digits):
         return '-' if value in ('', None) else f'{value:.{digits}f}'
 
     text.append(_table(header, [[r['variant'], r['batch'], *[
         cell(r.get(f'{n} ms'), 3) for n in TOP1], cell(r['ours_vs_ghostnet'], 2),
-        cell(r['ours_vs_mnv4'], 2), r['ours_gflops'], r['ours_peak_pct']] for r in latency]))
+        cell(r['ours_vs_mnv4'], 2), r['ours_gflops'], r['ours_peak_pct'],
+        r['ours_measured_peak_pct']] for r in latency]))
     text.append('\n## Per-op profile by kind (1 thread, batch 1; median kernel ms a run)\n')
     header = ['network', 'runtime', 'kind', 'ms', 'share %', 'kernels', 'us/kernel', 'MFLOPs',
               'GFLOP/s', '% peak', 'MB moved', 'GB/s', 'FLOP/B', 'bound', '% of roofline']
@@ -771,12 +793,14 @@ def main(argv=None) -> int:
         paths, models, costs = {}, {}, {}
         for i, (name, model) in enumerate(nets.items()):
             paths[name] = osp.join(tmp_dir, f'net{i}.onnx')
-            export_onnx(model, paths[name], shape, overwrite=True)
+            # ours as export_onnx writes it (symbolic shapes recorded), the peers plain
+            export_onnx(model, paths[name], shape, overwrite=True, annotate=name == OURS)
             models[name] = static_shapes(onnx.load(paths[name]), shape)
             costs[name] = graph_costs(models[name])
         # ours as exported with static shapes and with its channels padded: what changes
         for name, path in ((f'{OURS}, static-shape export', osp.join(tmp_dir, 'static.onnx')),
-                           (f'{OURS}, channels padded to {SIMD_FP32}', padded_copy(paths[OURS]))):
+                           (f'{OURS}, channels padded to {SIMD_FP32}',
+                            annotated_copy(padded_copy(paths[OURS])))):
             if name.endswith('export'):
                 export_static(nets[OURS], path, shape)
             paths[name] = path
@@ -788,8 +812,9 @@ def main(argv=None) -> int:
         profiles = profile_networks(paths, feed, models, costs, args.runs, tmp_dir, ov_core)
         latency = []
         for batch in batches:
-            timed = time_variants(nets, batch, size, args.runs, tmp_dir, ov_core)
-            latency += latency_rows(timed, batch, size, total_flops, peak)
+            timed, probe_gflops = time_variants(nets, batch, size, args.runs, tmp_dir,
+                                                ov_core)
+            latency += latency_rows(timed, batch, size, total_flops, peak, probe_gflops)
     profile = profile_rows(profiles, costs, peak, ridge_bw)
     depthwise = depthwise_rows(profiles, costs)
     for (network, runtime), found in profiles.items():

@@ -70,11 +70,12 @@ ONNX_OPSETS = EXPORTER_OPSETS['torchscript']
 
 def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
                 opset: Optional[int] = None, overwrite: bool = False,
-                exporter: str = 'torchscript') -> List[str]:
+                exporter: str = 'torchscript', annotate: bool = True) -> List[str]:
     """Export ``model`` (eval mode) to ``path`` atomically; batch, height and width dynamic.
 
     ``input_shape`` is the example input (N, C, H, W); ``exporter`` one of
     :data:`EXPORTER_OPSETS` and ``opset`` one of its opsets (default :data:`DEFAULT_OPSETS`).
+    ``annotate`` records every tensor's symbolic shape in the graph (:func:`annotate_shapes`).
     Returns the output names.
     """
     if exporter not in EXPORTER_OPSETS:
@@ -105,7 +106,10 @@ def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
                               input_names=['images'], output_names=names,
                               dynamic_axes=dynamic, do_constant_folding=True)
         proto = onnx.load(tmp)
-        if fold_batch_flatten_reshapes(proto.graph):
+        folded = fold_batch_flatten_reshapes(proto.graph)
+        if annotate:
+            proto = annotate_shapes(proto)
+        if folded or annotate:
             onnx.checker.check_model(proto)
             onnx.save(proto, tmp)
     return names
@@ -182,6 +186,40 @@ def fold_batch_flatten_reshapes(graph) -> int:
         replaced += 1
     _remove_dead_nodes(graph)
     return replaced
+
+
+def annotate_shapes(proto):
+    """A copy of ``proto`` (ModelProto) with every tensor's shape in ``graph.value_info``.
+
+    The shapes come from onnxruntime's symbolic shape inference: dynamic dimensions become
+    expressions of the input's (``floor(height/2 + 1/2)``...), so two tensors of equal shape
+    carry equal dimensions. onnxruntime's graph optimizer needs that to fuse a residual Add
+    into the conv before it (its NCHWc ``Conv`` + ``Sum``): plain ``torch.onnx.export``
+    output leaves the dimensions after every strided conv unknown, and about half of
+    RepGhostNet's adds unfused (measured in docs/benchmarks/profile.md). The function is
+    unchanged; the graph stays dynamic in batch, height and width. ``RuntimeError`` naming
+    the first tensor whose shape could not be inferred.
+    """
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    # the steps of SymbolicShapeInference.infer_shapes, which on failure also saves the
+    # half-inferred model into the working directory (sym_shape_infer_temp.onnx)
+    inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=True,
+                                       guess_output_rank=False, verbose=0)
+    inference._preprocess(proto)
+    complete = False
+    while inference.run_:
+        complete = inference._infer_impl()
+    inference._update_output_from_vi()
+    if not complete:
+        def inferred(name):
+            info = inference.known_vi_.get(name)
+            return info is not None and info.type.tensor_type.HasField('shape')
+
+        missing = next((out for node in inference.out_mp_.graph.node for out in node.output
+                        if out and not inferred(out)), '?')
+        raise RuntimeError(f'symbolic shape inference stopped at tensor {missing!r}')
+    return inference.out_mp_
 
 
 def _remove_dead_nodes(graph) -> None:
@@ -271,7 +309,7 @@ def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: S
                 'mmrepghost.num_classes': str(num_classes)}
     with atomic_write(path, overwrite) as tmp:
         export_graph(module, tmp, example, names)
-        proto = onnx.load(tmp)
+        proto = annotate_shapes(onnx.load(tmp))
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value

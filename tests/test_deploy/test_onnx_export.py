@@ -77,3 +77,51 @@ def test_tool_deploys_exports_and_checks(tmp_path, capsys):
                       str(tmp_path / 'y.onnx')]) == 2
     assert 'checkpoint not found' in capsys.readouterr().err
     assert not osp.exists(str(tmp_path / 'y.onnx'))
+
+
+def optimized_nodes(path, tmp_path):
+    """onnxruntime's optimized graph (ORT_ENABLE_ALL, NCHWc) of ``path``: its op types."""
+    import onnx
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+    ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    return [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+
+
+def test_annotated_shapes_let_onnxruntime_fuse_every_residual_add(tmp_path):
+    """Every RepGhost bottleneck ends in a residual Add; onnxruntime fuses it into the conv
+    before it only when it can tell both inputs have one shape. Without the recorded
+    symbolic shapes the adds after strided stages stay separate kernels."""
+    import onnx
+    model = deployed('classifier')
+    plain, annotated = str(tmp_path / 'plain.onnx'), str(tmp_path / 'annotated.onnx')
+    export_onnx(model, plain, (1, 3, 224, 224), annotate=False)
+    export_onnx(model, annotated, (1, 3, 224, 224))
+    adds = onnx_op_types(annotated)['Add']
+    assert adds == onnx_op_types(plain)['Add'] == 16  # the same graph: one add per block
+    proto = onnx.load(annotated)
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ['batch', 3, 'height', 'width']  # still dynamic
+    assert len(proto.graph.value_info) > 100 and not onnx.load(plain).graph.value_info
+    unfused = optimized_nodes(plain, tmp_path).count('Add')
+    assert unfused >= 4, unfused  # what this guards against
+    assert optimized_nodes(annotated, tmp_path).count('Add') == 0
+    for diff, scale in compare_with_onnxruntime(model, annotated, [
+            torch.randn(*shape) for shape in CHECK_INPUTS]):
+        assert diff <= 1e-4 * max(1.0, scale), (diff, scale)
+
+
+def test_annotate_shapes_names_the_tensor_it_cannot_infer():
+    from onnx import TensorProto, helper
+
+    from mmrepghost.deploy.onnx import annotate_shapes
+    node = helper.make_node('MysteryOp', ['x'], ['y'], domain='example.custom')
+    graph = helper.make_graph([node], 'g', [helper.make_tensor_value_info(
+        'x', TensorProto.FLOAT, ['n', 3])], [helper.make_tensor_value_info(
+            'y', TensorProto.FLOAT, None)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17),
+                                                    helper.make_opsetid('example.custom', 1)])
+    with pytest.raises(RuntimeError, match="stopped at tensor 'y'"):
+        annotate_shapes(proto)

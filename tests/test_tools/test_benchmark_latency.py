@@ -52,7 +52,16 @@ def test_quick_benchmark_writes_tables_and_plot(tmp_path, capsys):
     assert '- MobileNetV4-conv-small (timm `mobilenetv4_conv_small`): 73.76: timm ' in report
     assert '- Deployed RepGhostNet 1.0x, onnxruntime, 1 thread, batch 1:' in report
     assert '- Deployed RepGhostNet 1.0x, openvino, 1 thread, batch 1:' in report
-    assert 'GFLOP/s' in report
+    # ours' share of the peak probe timed in the same round-robin, and of the nominal peak
+    probe = [r for r in rows if r['part'] == 'peak']
+    assert [(r['backend'], r['batch']) for r in probe] == [('onnxruntime', '1')]
+    efficiency = re.search(r'- Deployed RepGhostNet 1\.0x, onnxruntime, 1 thread, batch 1: '
+                           r'([\d.]+) GFLOP/s, (\d+)% of the measured peak ([\d.]+) GFLOP/s '
+                           r'\(peak probe: dense 3x3 conv.*% of the nominal peak', report)
+    assert efficiency, report
+    achieved, share, peak = map(float, efficiency.groups())
+    assert peak == pytest.approx(float(probe[0]['gflops']), abs=0.51)
+    assert share == pytest.approx(100 * achieved / peak, abs=0.51)
     for goal in ('onnxruntime, 1 thread, batch 1: deployed RepGhostNet 1.0x / GhostNet 1.0x: ',
                  'openvino, 1 thread, batch 1: deployed RepGhostNet 1.0x / '
                  'MobileNetV4-conv-small: ',
