@@ -16,14 +16,16 @@ so the ratios are the result; milliseconds depend on the machine.
   implementation, not the function (each one's outputs are checked against onnxruntime's
   default session, 1e-4 of the output scale, before anything is timed): onnxruntime at
   ``ORT_ENABLE_ALL`` (the default: the NCHWc layout transformer), ``ORT_ENABLE_EXTENDED`` and
-  ``ORT_ENABLE_BASIC``, with intra-op spinning on, and on a static-shape export (no dynamic
-  axes) instead of ``export_onnx``'s dynamic batch/height/width, and with every conv's output
-  channels zero-padded to a multiple of 16 (:func:`pad_channels`; not for GhostNet, whose
-  Concats would mix the padding in); OpenVINO with the input reshaped to a static shape (what
-  ``tools/benchmark_latency.py`` times), with the dynamic one, and padded; PyTorch eager with
-  NCHW and with channels-last weights. Per variant: the ratios of ours
-  to GhostNet 1.0x and to MobileNetV4-conv-small, and ours' achieved GFLOP/s against one
-  core's peak (``single_core_peak_gflops``).
+  ``ORT_ENABLE_BASIC`` on the plain dynamic-shape export (``export_onnx(annotate=False)``,
+  what ``torch.onnx.export`` writes), with intra-op spinning on, on a static-shape export (no
+  dynamic axes), with the symbolic shapes recorded (``export_onnx``'s default), with conv
+  channels zero-padded to multiples of 16 (``export_onnx(pad_channels_to=16)``: where the
+  channels do not reach a Concat, so only GhostNet's SE convs), and both; OpenVINO with the
+  input reshaped to a static shape (what ``tools/benchmark_latency.py`` times), with the
+  dynamic one, and padded; PyTorch eager with NCHW and with channels-last weights. Per
+  variant: the ratios of ours to GhostNet 1.0x and to MobileNetV4-conv-small, and ours'
+  achieved GFLOP/s against one core's peak, measured (``benchmark_latency.peak_probe`` in the
+  same round-robin) and nominal (``single_core_peak_gflops``).
 * ``profile``: per-operator time, batch 1, in onnxruntime (session profiler, at ``ORT_ENABLE_ALL``
   and ``ORT_ENABLE_EXTENDED``) and OpenVINO (``PERF_COUNT``), of the three networks and of ours'
   static-shape and padded variants: onnxruntime's median over the profiled runs, OpenVINO's mean
@@ -66,8 +68,8 @@ from benchmark_latency import (PEERS, TOP1 as PUBLISHED_TOP1, benchmark_parser, 
                                openvino_config, openvino_core, openvino_runner, ort_session,
                                parse_benchmark_args, peak_probe, single_core_peak_gflops)
 from mmrepghost.deploy import reparameterize_model  # noqa: E402
-from mmrepghost.deploy.onnx import (DEFAULT_OPSETS, RawOutputs, annotate_shapes,  # noqa: E402
-                                    export_onnx)
+from mmrepghost.deploy.onnx import DEFAULT_OPSETS, RawOutputs, export_onnx  # noqa: E402
+from mmrepghost.deploy.onnx_shapes import static_shapes, tensor_shapes  # noqa: E402
 from mmrepghost.deploy.quantize.onnx_graph import graph_edges  # noqa: E402
 from mmrepghost.utils.ort_profile import kernel_times  # noqa: E402
 from mmrepghost.utils.ov_profile import mean_times, snapshot  # noqa: E402
@@ -120,30 +122,6 @@ def export_static(model, path, shape):
 
 
 # --- the ONNX graph: shapes, FLOPs, bytes, kinds -----------------------------------------------
-def static_shapes(model, shape):
-    """A copy of ``model`` (ModelProto) with its input fixed to ``shape``, shapes inferred."""
-    import onnx
-    model = copy.deepcopy(model)
-    del model.graph.value_info[:]
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    for dim, size in zip(dims, shape):
-        dim.Clear()
-        dim.dim_value = int(size)
-    for output in model.graph.output:
-        output.type.tensor_type.ClearField('shape')
-    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-
-
-def tensor_shapes(model):
-    """{tensor name: shape tuple} of every inferred value, input, output and initializer."""
-    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    for value in (*model.graph.input, *model.graph.value_info, *model.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if all(d.HasField('dim_value') for d in dims):
-            shapes[value.name] = tuple(d.dim_value for d in dims)
-    return shapes
-
-
 def _attribute(node, name, default):
     import onnx
     for attribute in node.attribute:
@@ -260,89 +238,6 @@ def graph_costs(model):
             cost['channels'] = out[1]
         costs[node.name] = cost
     return costs
-
-
-def _ceil(value, multiple):
-    return -(-value // multiple) * multiple
-
-
-#: ops that pass padded channels through unchanged (zeros stay zeros, or are multiplied by zero)
-CHANNEL_PASSING = ACTIVATIONS + ('Add', 'Mul', 'Identity', 'Flatten') + POOLS
-
-
-def pad_channels(model, multiple=SIMD_FP32):
-    """A copy of ``model`` (ModelProto, any input shape) computing the same function, with
-    every conv's output channels zero-padded to a multiple of ``multiple``: zero filters and
-    biases for the new channels, zero input weights for them in the conv or Gemm reading
-    them, depthwise convs widened (groups = padded channels). What passes through between
-    (activations of zero, adds, the SE multiply -- gate * 0 --, pools) keeps the padded
-    channels zero. ``ValueError`` for an operator that would mix them up (Concat, Slice...)
-    or a padded graph output."""
-    from onnx import numpy_helper
-    model = copy.deepcopy(model)
-    graph = model.graph
-    channels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value or 3
-    shapes = tensor_shapes(static_shapes(model, (1, channels, 32, 32)))
-    producer, _ = graph_edges(graph)
-    initializers = {t.name: t for t in graph.initializer}
-
-    def constant(name):
-        while name not in initializers and producer[name].op_type == 'Identity':
-            name = producer[name].input[0]
-        return numpy_helper.to_array(initializers[name])
-
-    def replace(node, index, array):
-        name = f'{node.name}_pad{multiple}_{index}'
-        graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), name))
-        node.input[index] = name
-
-    def widen(array, axis, size):
-        pad = [(0, 0)] * array.ndim
-        pad[axis] = (0, size - array.shape[axis])
-        return np.pad(array, pad)
-
-    padded = {}  # tensor: its padded channel count
-    for node in graph.node:
-        inputs = [name for name in node.input if name in padded]
-        if node.op_type == 'Conv':  # (rows: out, in / groups, kh, kw)
-            weight = constant(node.input[1])
-            cin = padded.get(node.input[0], shapes[node.input[0]][1])
-            group = _attribute(node, 'group', 1)
-            if group > 1:
-                if not group == weight.shape[0] == shapes[node.input[0]][1]:
-                    raise ValueError(f'{node.name}: grouped, not depthwise')
-                cout = cin
-                for attribute in node.attribute:
-                    if attribute.name == 'group':
-                        attribute.i = cin
-            else:
-                weight = widen(weight, 1, cin)
-                cout = _ceil(weight.shape[0], multiple)
-            replace(node, 1, widen(weight, 0, cout))
-            if len(node.input) > 2 and node.input[2]:
-                replace(node, 2, widen(constant(node.input[2]), 0, cout))
-            if cout != shapes[node.output[0]][1]:
-                padded[node.output[0]] = cout
-        elif node.op_type == 'Gemm' and inputs:
-            if node.input[0] not in padded or _attribute(node, 'transA', 0):
-                raise ValueError(f'{node.name}: padded weight input')
-            trans = _attribute(node, 'transB', 0)
-            replace(node, 1, widen(constant(node.input[1]), 1 if trans else 0,
-                                   padded[node.input[0]]))
-        elif inputs:
-            widths = {padded.get(name, shapes.get(name, (0, 0))[1]) for name in node.input
-                      if len(shapes.get(name, ())) > 1}
-            if node.op_type not in CHANNEL_PASSING or len(widths) != 1:
-                raise ValueError(f'{node.name}: {node.op_type} of padded channels')
-            padded[node.output[0]] = widths.pop()
-    if any(output.name in padded for output in graph.output):
-        raise ValueError('a graph output would be padded')
-    del graph.value_info[:]
-    used = {name for node in graph.node for name in node.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    return model
 
 
 # --- mapping kernels to ONNX nodes --------------------------------------------------------------
@@ -488,20 +383,24 @@ def time_variants(nets, batch, size, runs, tmp_dir, ov_core):
     for i, (name, model) in enumerate(nets.items()):
         dynamic = osp.join(tmp_dir, f'variant{i}_b{batch}.onnx')
         static = osp.join(tmp_dir, f'variant{i}_b{batch}_static.onnx')
+        annotated = osp.join(tmp_dir, f'variant{i}_b{batch}_annotated.onnx')
+        padded = osp.join(tmp_dir, f'variant{i}_b{batch}_padded.onnx')
+        both = osp.join(tmp_dir, f'variant{i}_b{batch}_annotated_padded.onnx')
         export_onnx(model, dynamic, shape, overwrite=True, annotate=False)
+        export_onnx(model, annotated, shape, overwrite=True)
+        export_onnx(model, padded, shape, overwrite=True, annotate=False,
+                    pad_channels_to=SIMD_FP32)
+        export_onnx(model, both, shape, overwrite=True, pad_channels_to=SIMD_FP32)
         export_static(model, static, shape)
         reference = ort_session(dynamic, 1).run(None, feed)
         candidates = {f'onnxruntime {level[11:].lower()}': ort_session(dynamic, 1, level=level)
                       for level in ORT_LEVELS}
         candidates['onnxruntime all, spinning'] = ort_session(dynamic, 1, spinning=True)
         candidates['onnxruntime all, static-shape export'] = ort_session(static, 1)
-        padded = padded_copy(dynamic)
-        if padded:
-            candidates[f'onnxruntime all, channels padded to {SIMD_FP32}'] = ort_session(padded, 1)
-        candidates['onnxruntime all, shapes annotated'] = ort_session(annotated_copy(dynamic), 1)
-        if padded:
-            candidates[f'onnxruntime all, shapes annotated, channels padded to {SIMD_FP32}'] = \
-                ort_session(annotated_copy(padded), 1)
+        candidates[f'onnxruntime all, channels padded to {SIMD_FP32}'] = ort_session(padded, 1)
+        candidates['onnxruntime all, shapes annotated (export_onnx)'] = ort_session(annotated, 1)
+        candidates[f'onnxruntime all, shapes annotated, channels padded to {SIMD_FP32}'] = \
+            ort_session(both, 1)
         for variant, session in candidates.items():
             run = (lambda s=session: s.run(None, feed))
             check_close(run(), reference, f'{name}, {variant}')
@@ -511,8 +410,6 @@ def time_variants(nets, batch, size, runs, tmp_dir, ov_core):
                     ('openvino static shape', dynamic, True),
                     ('openvino dynamic shape', dynamic, False),
                     (f'openvino static shape, channels padded to {SIMD_FP32}', padded, True)):
-                if not path:
-                    continue
                 runner = openvino_runner(ov_core, path, shape, 1, is_static)
                 check_close(runner(feed), reference, f'{name}, {variant}')
                 runtimes[(name, variant)] = (lambda r=runner: r(feed))
@@ -531,27 +428,6 @@ def time_variants(nets, batch, size, runs, tmp_dir, ov_core):
     with torch.no_grad():
         timed.update(measure_interleaved(eager, runs))
     return timed, probe_gflops
-
-
-def annotated_copy(path):
-    """``path`` with its symbolic shapes recorded (``annotate_shapes``, what ``export_onnx``
-    does by default), saved beside it."""
-    import onnx
-    annotated = path.replace('.onnx', '_annotated.onnx')
-    onnx.save(annotate_shapes(onnx.load(path)), annotated)
-    return annotated
-
-
-def padded_copy(path):
-    """``path`` with :func:`pad_channels` applied, saved beside it; None when refused."""
-    import onnx
-    try:
-        model = pad_channels(onnx.load(path))
-    except ValueError:
-        return None
-    padded = path.replace('.onnx', f'_pad{SIMD_FP32}.onnx')
-    onnx.save(model, padded)
-    return padded
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -734,6 +610,20 @@ def why_lines(latency, profile, depthwise, peak, bandwidth, total_flops):
             f'{best["ours_vs_ghostnet"]:.2f}x, ours / {MNV4} {best["ours_vs_mnv4"]:.2f}x). '
             f'Default: ours / GhostNet 1.0x {default["ours_vs_ghostnet"]:.2f}x, ours / {MNV4} '
             f'{default["ours_vs_mnv4"]:.2f}x, {default["ours_peak_pct"]}% of peak.')
+    for batch in sorted({r['batch'] for r in latency}):
+        ghost = _ms_of(latency, 'onnxruntime all', batch, GHOST)
+        for variant in ('onnxruntime all, shapes annotated (export_onnx)',
+                        f'onnxruntime all, shapes annotated, channels padded to {SIMD_FP32}'):
+            row = next((r for r in latency if (r['variant'], r['batch']) == (variant, batch)),
+                       None)
+            if row and ghost:
+                lines.append(
+                    f'batch {batch}: ours as `{variant[17:]}` / GhostNet 1.0x as '
+                    f'torch.onnx.export writes it (onnxruntime all): '
+                    f'{row[f"{OURS} ms"] / ghost:.2f}x; {row["ours_gflops"]} GFLOP/s = '
+                    f'{row["ours_measured_peak_pct"]}% of the measured peak '
+                    f'({row["measured_peak_gflops"]} GFLOP/s), {row["ours_peak_pct"]}% of the '
+                    f'nominal one.')
     lines.append(f'FLOPs at this input: ours {total_flops[OURS] / 1e6:.1f} M, {MNV4} '
                  f'{total_flops[MNV4] / 1e6:.1f} M, GhostNet 1.0x '
                  f'{total_flops[GHOST] / 1e6:.1f} M. Ridge point '
@@ -800,9 +690,11 @@ def main(argv=None) -> int:
         # ours as exported with static shapes and with its channels padded: what changes
         for name, path in ((f'{OURS}, static-shape export', osp.join(tmp_dir, 'static.onnx')),
                            (f'{OURS}, channels padded to {SIMD_FP32}',
-                            annotated_copy(padded_copy(paths[OURS])))):
+                            osp.join(tmp_dir, 'padded.onnx'))):
             if name.endswith('export'):
                 export_static(nets[OURS], path, shape)
+            else:
+                export_onnx(nets[OURS], path, shape, pad_channels_to=SIMD_FP32)
             paths[name] = path
             models[name] = static_shapes(onnx.load(path), shape)
             costs[name] = graph_costs(models[name])

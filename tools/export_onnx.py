@@ -3,6 +3,7 @@
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx [--shape H W] [--force]
         [--end2end [--probs]] [--exporter {torchscript,dynamo}] [--opset N]
+        [--pad-channels {16,8,...}]
 
 CHECKPOINT may be a training checkpoint (it is re-parameterized first) or a deploy one
 (``tools/reparameterize.py``).
@@ -18,6 +19,11 @@ Without it the graph takes ``images`` and returns raw outputs: logits for classi
 detectors the dense head's ``cls_score_<level>`` and ``bbox_pred_<level>`` maps (two-stage:
 the RPN's), to be decoded by mmdet's ``head.predict_by_feat`` (see
 ``mmrepghost/deploy/onnx.py``).
+
+Every tensor's symbolic shape is recorded in the graph (onnxruntime fuses more with it; the
+graph stays dynamic). ``--pad-channels 16`` also zero-pads conv channels to multiples of 16,
+the fp32 lanes of AVX-512 and the block of onnxruntime's NCHWc layout (8 for AVX2): the same
+function, a few percent faster on such CPUs (docs/deployment.md).
 
 Either file is run in onnxruntime at two sizes and batch sizes and compared with PyTorch; the
 tool fails (exit 1) if any output differs by more than ``--atol`` times max(1, the largest
@@ -36,6 +42,9 @@ from mmrepghost.deploy.onnx import (DEFAULT_OPSETS, EXPORTER_OPSETS, RawOutputs,
                                     compare_end2end, compare_with_onnxruntime, export_end2end,
                                     export_onnx, onnx_op_types)
 from mmrepghost.utils.timing import measure_latency
+
+#: --pad-channels values: fp32 lanes of SIMD registers (AVX-512 16, AVX2 8, NEON 4)
+PAD_MULTIPLES = (4, 8, 16, 32, 64)
 
 
 def parse_args(argv=None):
@@ -61,6 +70,10 @@ def parse_args(argv=None):
                         help='deployable graph with decoding and NMS, plus its sidecar JSON')
     parser.add_argument('--probs', action='store_true',
                         help='with --end2end: a classifier returns softmax probs, not logits')
+    parser.add_argument('--pad-channels', type=int, default=0, metavar='N',
+                        help='zero-pad conv output channels to multiples of N: '
+                        f'{", ".join(map(str, PAD_MULTIPLES))} (16 for AVX-512, 8 for AVX2; '
+                        'same function; default 0: off)')
     parser.add_argument('--force', action='store_true', help='replace an existing --out')
     args = parser.parse_args(argv)
     if not args.out.endswith('.onnx'):
@@ -78,6 +91,9 @@ def parse_args(argv=None):
     if args.opset not in opsets:
         parser.error(f'--opset must be in [{opsets[0]}, {opsets[-1]}], got {args.opset} '
                      f'(--exporter {args.exporter})')
+    if args.pad_channels and args.pad_channels not in PAD_MULTIPLES:
+        parser.error(f'--pad-channels must be 0 (off) or one of '
+                     f'{", ".join(map(str, PAD_MULTIPLES))}, got {args.pad_channels}')
     if not args.atol > 0:
         parser.error(f'--atol must be > 0, got {args.atol}')
     if args.latency < 0:
@@ -110,7 +126,8 @@ def main(argv=None) -> int:
         try:
             sidecar = export_end2end(model, loaded.cfg, args.out, args.checkpoint,
                                      loaded.meta.get('dataset_meta', {}).get('classes', ()),
-                                     (1, 3, height, width), args.force, args.probs)
+                                     (1, 3, height, width), args.force, args.probs,
+                                     args.pad_channels)
         except ValueError as error:
             print(f'error: {error}', file=sys.stderr)
             return 2
@@ -121,7 +138,7 @@ def main(argv=None) -> int:
         exporter = 'end-to-end, torchscript exporter, opset 17'
     else:
         names = export_onnx(model, args.out, (1, 3, height, width), args.opset, args.force,
-                            exporter=args.exporter)
+                            exporter=args.exporter, pad_channels_to=args.pad_channels)
         diffs = compare_with_onnxruntime(model, args.out, checks)
         exporter = f'{args.exporter} exporter, opset {args.opset}'
     ops = onnx_op_types(args.out)

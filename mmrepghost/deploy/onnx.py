@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from ..utils import atomic_write
 from .end2end import end2end_module, export_graph, run_batch
+from .channel_padding import pad_channels
+from .onnx_shapes import annotate_shapes
 from .preprocess_spec import preprocess_spec
 
 
@@ -70,13 +72,15 @@ ONNX_OPSETS = EXPORTER_OPSETS['torchscript']
 
 def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
                 opset: Optional[int] = None, overwrite: bool = False,
-                exporter: str = 'torchscript', annotate: bool = True) -> List[str]:
+                exporter: str = 'torchscript', annotate: bool = True,
+                pad_channels_to: int = 0) -> List[str]:
     """Export ``model`` (eval mode) to ``path`` atomically; batch, height and width dynamic.
 
     ``input_shape`` is the example input (N, C, H, W); ``exporter`` one of
     :data:`EXPORTER_OPSETS` and ``opset`` one of its opsets (default :data:`DEFAULT_OPSETS`).
-    ``annotate`` records every tensor's symbolic shape in the graph (:func:`annotate_shapes`).
-    Returns the output names.
+    ``annotate`` records every tensor's symbolic shape in the graph (:func:`annotate_shapes`);
+    ``pad_channels_to`` (0: off) zero-pads conv channels to that multiple
+    (:func:`.channel_padding.pad_channels`: the same function). Returns the output names.
     """
     if exporter not in EXPORTER_OPSETS:
         raise ValueError(f'exporter={exporter!r} is unknown; allowed: {list(EXPORTER_OPSETS)}')
@@ -107,9 +111,11 @@ def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
                               dynamic_axes=dynamic, do_constant_folding=True)
         proto = onnx.load(tmp)
         folded = fold_batch_flatten_reshapes(proto.graph)
+        if pad_channels_to:
+            proto = pad_channels(proto, pad_channels_to)[0]
         if annotate:
             proto = annotate_shapes(proto)
-        if folded or annotate:
+        if folded or annotate or pad_channels_to:
             onnx.checker.check_model(proto)
             onnx.save(proto, tmp)
     return names
@@ -188,40 +194,6 @@ def fold_batch_flatten_reshapes(graph) -> int:
     return replaced
 
 
-def annotate_shapes(proto):
-    """A copy of ``proto`` (ModelProto) with every tensor's shape in ``graph.value_info``.
-
-    The shapes come from onnxruntime's symbolic shape inference: dynamic dimensions become
-    expressions of the input's (``floor(height/2 + 1/2)``...), so two tensors of equal shape
-    carry equal dimensions. onnxruntime's graph optimizer needs that to fuse a residual Add
-    into the conv before it (its NCHWc ``Conv`` + ``Sum``): plain ``torch.onnx.export``
-    output leaves the dimensions after every strided conv unknown, and about half of
-    RepGhostNet's adds unfused (measured in docs/benchmarks/profile.md). The function is
-    unchanged; the graph stays dynamic in batch, height and width. ``RuntimeError`` naming
-    the first tensor whose shape could not be inferred.
-    """
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    # the steps of SymbolicShapeInference.infer_shapes, which on failure also saves the
-    # half-inferred model into the working directory (sym_shape_infer_temp.onnx)
-    inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=True,
-                                       guess_output_rank=False, verbose=0)
-    inference._preprocess(proto)
-    complete = False
-    while inference.run_:
-        complete = inference._infer_impl()
-    inference._update_output_from_vi()
-    if not complete:
-        def inferred(name):
-            info = inference.known_vi_.get(name)
-            return info is not None and info.type.tensor_type.HasField('shape')
-
-        missing = next((out for node in inference.out_mp_.graph.node for out in node.output
-                        if out and not inferred(out)), '?')
-        raise RuntimeError(f'symbolic shape inference stopped at tensor {missing!r}')
-    return inference.out_mp_
-
-
 def _remove_dead_nodes(graph) -> None:
     needed = {out.name for out in graph.output}
     for node in reversed(list(graph.node)):
@@ -271,7 +243,7 @@ def _num_classes(module: nn.Module, example_outputs: List[Tensor]) -> int:
 
 def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: Sequence[str],
                    input_shape: Sequence[int] = (1, 3, 320, 320), overwrite: bool = False,
-                   probs: bool = True):
+                   probs: bool = True, pad_channels_to: int = 0):
     """Export the deployed ``model`` end to end to ``path`` and its sidecar beside it.
 
     ``cfg`` gives the preprocessing (test pipeline and data preprocessor, see
@@ -281,7 +253,9 @@ def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: S
     ``test_cfg`` (the model's, i.e. the config's) is baked in. Both files are written
     atomically, together, replaced only with ``overwrite``. The graph's ``metadata_props``
     and the sidecar share a fresh export id, so a runtime can tell a sidecar of another
-    export. Returns the runtime's ``Sidecar``.
+    export. ``pad_channels_to`` as in :func:`export_onnx` (recorded in the graph's metadata);
+    every tensor's symbolic shape is recorded (:func:`annotate_shapes`). Returns the runtime's
+    ``Sidecar``.
     """
     import onnx
     from mmrepghost_runtime.sidecar import Sidecar, sidecar_path, write_sidecar
@@ -307,9 +281,14 @@ def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: S
                     checkpoint_sha256=file_sha256(checkpoint))))
     metadata = {'mmrepghost.export_id': sidecar.export_id, 'mmrepghost.task': task,
                 'mmrepghost.num_classes': str(num_classes)}
+    if pad_channels_to:
+        metadata['mmrepghost.channels_padded_to'] = str(pad_channels_to)
     with atomic_write(path, overwrite) as tmp:
         export_graph(module, tmp, example, names)
-        proto = annotate_shapes(onnx.load(tmp))
+        proto = onnx.load(tmp)
+        if pad_channels_to:
+            proto = pad_channels(proto, pad_channels_to)[0]
+        proto = annotate_shapes(proto)
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
