@@ -69,7 +69,8 @@ from benchmark_latency import (PEERS, TOP1 as PUBLISHED_TOP1, benchmark_parser, 
                                parse_benchmark_args, peak_probe, single_core_peak_gflops)
 from mmrepghost.deploy import reparameterize_model  # noqa: E402
 from mmrepghost.deploy.onnx import DEFAULT_OPSETS, RawOutputs, export_onnx  # noqa: E402
-from mmrepghost.deploy.onnx_shapes import static_shapes, tensor_shapes  # noqa: E402
+from mmrepghost.deploy.onnx_info import (node_attribute, static_shapes,  # noqa: E402
+                                         tensor_shapes)
 from mmrepghost.deploy.quantize.onnx_graph import graph_edges  # noqa: E402
 from mmrepghost.utils.ort_profile import kernel_times  # noqa: E402
 from mmrepghost.utils.ov_profile import mean_times, snapshot  # noqa: E402
@@ -122,14 +123,6 @@ def export_static(model, path, shape):
 
 
 # --- the ONNX graph: shapes, FLOPs, bytes, kinds -----------------------------------------------
-def _attribute(node, name, default):
-    import onnx
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return onnx.helper.get_attribute_value(attribute)
-    return default
-
-
 def _numel(shape):
     return int(np.prod(shape)) if shape is not None else 0
 
@@ -142,7 +135,7 @@ def node_flops(node, shapes):
         return 2 * _numel(out) * _numel(weight[1:])
     if node.op_type == 'Gemm':
         a = shapes[node.input[0]]
-        k = a[0] if _attribute(node, 'transA', 0) else a[1]
+        k = a[0] if node_attribute(node, 'transA', 0) else a[1]
         return 2 * _numel(out) * k
     if node.op_type == 'MatMul':
         return 2 * _numel(out) * shapes[node.input[0]][-1]
@@ -187,7 +180,7 @@ def classify_nodes(model):
             kind = 'SE block'
         elif node.op_type == 'Conv':
             weight = shapes[node.input[1]]
-            if _attribute(node, 'group', 1) > 1:
+            if node_attribute(node, 'group', 1) > 1:
                 kind = 'depthwise conv'
             elif _numel(out[2:]) == 1:
                 kind = 'FC head'

@@ -14,7 +14,7 @@ from typing import Dict, FrozenSet, Set, Tuple
 
 import numpy as np
 
-from .onnx_shapes import static_shapes, tensor_shapes
+from .onnx_info import constant_values, node_attribute, static_shapes, tensor_shapes
 
 #: operators computed channel by channel, so whatever the padded channels hold never reaches
 #: the real ones (the runtime's activations, the SE block's gate and multiply, residual adds,
@@ -22,12 +22,6 @@ from .onnx_shapes import static_shapes, tensor_shapes
 CHANNEL_WISE = ('Relu', 'Clip', 'LeakyRelu', 'HardSigmoid', 'HardSwish', 'Sigmoid', 'Identity',
                 'Add', 'Sub', 'Mul', 'Div', 'GlobalAveragePool', 'GlobalMaxPool', 'MaxPool',
                 'AveragePool')
-
-
-def _attribute(node, name, default):
-    from onnx import helper
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name),
-                default)
 
 
 def _ceil(value: int, multiple: int) -> int:
@@ -69,7 +63,7 @@ def _plan(proto, channels, shapes, constants, multiple: int, kept: Set[str]) -> 
         padded_in = [name for name in node.input if name in plan.width]
         if node.op_type == 'Conv' and node.input[1] in constants:
             cout = constants[node.input[1]].shape[0]
-            group = _attribute(node, 'group', 1)
+            group = node_attribute(node, 'group', 1)
             if group == 1:  # reads padded channels with zero weights; pads its own output
                 if key not in kept and cout % multiple:
                     plan.pad(node.output[0], _ceil(cout, multiple), {key})
@@ -79,7 +73,7 @@ def _plan(proto, channels, shapes, constants, multiple: int, kept: Set[str]) -> 
             elif padded_in:
                 plan.block(padded_in)
         elif node.op_type == 'Gemm' and padded_in:
-            if (padded_in != [node.input[0]] or _attribute(node, 'transA', 0)
+            if (padded_in != [node.input[0]] or node_attribute(node, 'transA', 0)
                     or node.input[1] not in constants):
                 plan.block(padded_in)
         elif node.op_type in CHANNEL_WISE and padded_in:
@@ -94,7 +88,7 @@ def _plan(proto, channels, shapes, constants, multiple: int, kept: Set[str]) -> 
                 plan.pad(node.output[0], widths.pop(), sources)
         elif node.op_type == 'Flatten' and padded_in:  # (N, C, 1, 1) -> (N, C) only
             shape = shapes.get(node.input[0], ())
-            if len(shape) == 4 and shape[2:] == (1, 1) and _attribute(node, 'axis', 1) == 1:
+            if len(shape) == 4 and shape[2:] == (1, 1) and node_attribute(node, 'axis', 1) == 1:
                 plan.pad(node.output[0], plan.width[node.input[0]],
                          plan.sources[node.input[0]])
             else:
@@ -124,7 +118,7 @@ def pad_channels(proto, multiple: int = 16, probe_size: int = 64):
     inputs = graph.input[0].type.tensor_type.shape.dim[1].dim_value or 3
     inferred = static_shapes(proto, (1, inputs, probe_size, probe_size))
     shapes, channels = tensor_shapes(inferred), _channels(inferred)
-    constants = _constants(graph)
+    constants = constant_values(graph)
     kept: Set[str] = set()
     while True:  # stop padding the convs that block; at most once per conv
         plan = _plan(proto, channels, shapes, constants, multiple, kept)
@@ -145,7 +139,7 @@ def pad_channels(proto, multiple: int = 16, probe_size: int = 64):
             weight = constants[node.input[1]]
             cin = plan.width.get(node.input[0])
             cout = plan.width.get(node.output[0], weight.shape[0])
-            depthwise = _attribute(node, 'group', 1) > 1
+            depthwise = node_attribute(node, 'group', 1) > 1
             if depthwise and cin:
                 for attribute in node.attribute:
                     if attribute.name == 'group':
@@ -159,7 +153,7 @@ def pad_channels(proto, multiple: int = 16, probe_size: int = 64):
             if weight is not constants[node.input[1]] or cout != weight.shape[0]:
                 replace(node, 1, _widen(weight, 0, cout))
         elif node.op_type == 'Gemm' and node.input[0] in plan.width:
-            axis = 1 if _attribute(node, 'transB', 0) else 0
+            axis = 1 if node_attribute(node, 'transB', 0) else 0
             replace(node, 1, _widen(constants[node.input[1]], axis, plan.width[node.input[0]]))
     del graph.value_info[:]  # the widths changed; shape inference writes them anew
     used = {name for node in graph.node for name in node.input}
@@ -173,16 +167,3 @@ def _widen(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     pad = [(0, 0)] * array.ndim
     pad[axis] = (0, size - array.shape[axis])
     return np.pad(array, pad)
-
-
-def _constants(graph) -> Dict[str, np.ndarray]:
-    """{tensor: array} of the initializers, Constant nodes and Identity nodes of either."""
-    from onnx import helper, numpy_helper
-    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == 'Constant' and node.attribute[0].name == 'value':
-            found[node.output[0]] = numpy_helper.to_array(
-                helper.get_attribute_value(node.attribute[0]))
-        elif node.op_type == 'Identity' and node.input[0] in found:
-            found[node.output[0]] = found[node.input[0]]
-    return found

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..utils import atomic_write
 from .end2end import end2end_module, export_graph, run_batch
 from .channel_padding import pad_channels
-from .onnx_shapes import annotate_shapes
+from .onnx_info import annotate_shapes, constant_values
 from .preprocess_spec import preprocess_spec
 
 
@@ -144,17 +144,6 @@ def _export_dynamo(wrapper: nn.Module, example: Tensor, path: str, opset: int,
                       dynamic_shapes={'images': dims}, external_data=False, verbose=False)
 
 
-def _constant_values(graph) -> dict:
-    import onnx
-    from onnx import numpy_helper
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == 'Constant':
-            values[node.output[0]] = numpy_helper.to_array(
-                onnx.helper.get_attribute_value(node.attribute[0]))
-    return values
-
-
 def fold_batch_flatten_reshapes(graph) -> int:
     """Replace ``Reshape(x, Concat(Unsqueeze(Gather(Shape(t), 0)), [-1]))`` by ``Flatten``.
 
@@ -165,7 +154,7 @@ def fold_batch_flatten_reshapes(graph) -> int:
     """
     import onnx
     producer = {out: node for node in graph.node for out in node.output}
-    constants = _constant_values(graph)
+    constants = constant_values(graph)
 
     def is_batch_size(name):
         unsqueeze = producer.get(name)

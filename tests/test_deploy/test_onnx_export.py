@@ -116,7 +116,7 @@ def test_annotated_shapes_let_onnxruntime_fuse_every_residual_add(tmp_path):
 def test_annotate_shapes_names_the_tensor_it_cannot_infer():
     from onnx import TensorProto, helper
 
-    from mmrepghost.deploy.onnx_shapes import annotate_shapes
+    from mmrepghost.deploy.onnx_info import annotate_shapes
     node = helper.make_node('MysteryOp', ['x'], ['y'], domain='example.custom')
     graph = helper.make_graph([node], 'g', [helper.make_tensor_value_info(
         'x', TensorProto.FLOAT, ['n', 3])], [helper.make_tensor_value_info(

@@ -1,11 +1,14 @@
-"""Tensor shapes of an ONNX graph: recorded symbolically for the runtime, or fixed for reading.
+"""What an ONNX graph says: tensor shapes, constant values, node attributes.
 
 :func:`annotate_shapes` writes every tensor's (symbolic) shape into the graph, which lets
 onnxruntime fuse more; :func:`static_shapes` and :func:`tensor_shapes` give the concrete shapes
-at one input size, for passes and tools that need channel counts or FLOPs.
+at one input size, for passes and tools that need channel counts or FLOPs;
+:func:`constant_values` and :func:`node_attribute` read the constants and attributes.
 """
 import copy
-from typing import Dict, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
+
+import numpy as np
 
 
 def annotate_shapes(proto):
@@ -64,3 +67,23 @@ def tensor_shapes(proto) -> Dict[str, Tuple[int, ...]]:
         if all(d.HasField('dim_value') for d in dims):
             shapes[value.name] = tuple(d.dim_value for d in dims)
     return shapes
+
+
+def constant_values(graph) -> Dict[str, np.ndarray]:
+    """{tensor: array} of the initializers, the Constant nodes and Identity nodes of either."""
+    from onnx import helper, numpy_helper
+    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == 'Constant' and node.attribute[0].name == 'value':
+            found[node.output[0]] = numpy_helper.to_array(
+                helper.get_attribute_value(node.attribute[0]))
+        elif node.op_type == 'Identity' and node.input[0] in found:
+            found[node.output[0]] = found[node.input[0]]
+    return found
+
+
+def node_attribute(node, name: str, default: Any = None) -> Any:
+    """The value of ``node``'s attribute ``name``, or ``default`` when it has none."""
+    from onnx import helper
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name),
+                default)
