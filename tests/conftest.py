@@ -178,3 +178,59 @@ def small_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp('data') / 'small_coco'
     load_tool('make_tiny_coco').main(['--out', str(root), '--train', '4', '--val', '4'])
     return str(root) + '/'
+
+
+def se_block_onnx(dense: int = 32, out: int = 24, squeeze: int = 8, biases: bool = False,
+                  concat: bool = False):
+    """A hand-made ONNX graph (ModelProto, opset 17, batch/height/width dynamic) of one
+    RepGhost-like block: x (16 ch) -> Conv 3x3 s2 (``dense``) -> Relu -> depthwise Conv 3x3
+    -> Conv 1x1 (``out``) -> SE (GlobalAveragePool, Conv -> ``squeeze``, Relu, Conv ->
+    ``out``, HardSigmoid, Mul) -> Add(itself) -> GlobalAveragePool -> Flatten -> Gemm (10).
+    ``biases``: the dense, depthwise and SE-expand convs get biases; ``concat``: the 1x1
+    conv's output is also concatenated with itself into a second graph output ``cat``."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    initializers = []
+
+    def weight(name, *dims):
+        initializers.append(numpy_helper.from_array(
+            rng.standard_normal(dims).astype(np.float32), name))
+        return name
+
+    def conv(x, name, weights, bias, **attributes):
+        inputs = [x, weight(f'{name}_w', *weights)]
+        if bias:
+            inputs.append(weight(f'{name}_b', weights[0]))
+        return helper.make_node('Conv', inputs, [f'{name}_out'], name=name, **attributes)
+
+    nodes = [
+        conv('x', 'dense', (dense, 16, 3, 3), biases, kernel_shape=[3, 3], strides=[2, 2],
+             pads=[1, 1, 1, 1]),
+        helper.make_node('Relu', ['dense_out'], ['r0'], name='relu0'),
+        conv('r0', 'dw', (dense, 1, 3, 3), biases, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+             group=dense),
+        conv('dw_out', 'pw', (out, dense, 1, 1), False, kernel_shape=[1, 1]),
+        helper.make_node('GlobalAveragePool', ['pw_out'], ['s0'], name='se_pool'),
+        conv('s0', 'se_reduce', (squeeze, out, 1, 1), False, kernel_shape=[1, 1]),
+        helper.make_node('Relu', ['se_reduce_out'], ['s2'], name='se_relu'),
+        conv('s2', 'se_expand', (out, squeeze, 1, 1), biases, kernel_shape=[1, 1]),
+        helper.make_node('HardSigmoid', ['se_expand_out'], ['s4'], name='se_gate'),
+        helper.make_node('Mul', ['pw_out', 's4'], ['m'], name='se_mul'),
+        helper.make_node('Add', ['m', 'm'], ['a'], name='add'),
+        helper.make_node('GlobalAveragePool', ['a'], ['p'], name='pool'),
+        helper.make_node('Flatten', ['p'], ['f'], name='flatten'),
+        helper.make_node('Gemm', ['f', weight('fc_w', 10, out)], ['y'], name='fc', transB=1),
+    ]
+    outputs = [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['n', 10])]
+    if concat:
+        nodes.append(helper.make_node('Concat', ['pw_out', 'pw_out'], ['cat'], name='cat',
+                                      axis=1))
+        outputs.append(helper.make_tensor_value_info('cat', TensorProto.FLOAT,
+                                                     ['n', 2 * out, 'h2', 'w2']))
+    graph = helper.make_graph(nodes, 'se_block', [helper.make_tensor_value_info(
+        'x', TensorProto.FLOAT, ['n', 16, 'h', 'w'])], outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model

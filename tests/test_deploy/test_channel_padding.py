@@ -10,54 +10,13 @@ from mmengine.config import Config
 from mmrepghost.deploy import build_model, reparameterize_model
 from mmrepghost.deploy.channel_padding import pad_channels
 from mmrepghost.deploy.onnx import RawOutputs, compare_with_onnxruntime, export_onnx
-from tests.conftest import REPO_ROOT, calibrate_bn_, load_tool
+from tests.conftest import REPO_ROOT, calibrate_bn_, load_tool, se_block_onnx
 
 
 def _graph(concat=False):
-    """x (16 ch) -> Conv 3x3 s2 (->24) -> Relu -> depthwise 3x3 (24) -> Conv 1x1 (->20)
-    -> SE (GlobalAveragePool, Conv 20->8, Relu, Conv 8->20, HardSigmoid, Mul) -> Add(itself)
-    -> GlobalAveragePool -> Flatten -> Gemm (->10); with ``concat`` the 1x1 conv's output
-    is also concatenated with itself into a second graph output."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(0)
-
-    def weight(name, *dims):
-        return numpy_helper.from_array(rng.standard_normal(dims).astype(np.float32), name)
-
-    nodes = [
-        helper.make_node('Conv', ['x', 'w0', 'b0'], ['c0'], name='dense', kernel_shape=[3, 3],
-                         strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node('Relu', ['c0'], ['r0'], name='relu0'),
-        helper.make_node('Conv', ['r0', 'w1', 'b1'], ['c1'], name='dw', kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], group=24),
-        helper.make_node('Conv', ['c1', 'w2'], ['c2'], name='pw', kernel_shape=[1, 1]),
-        helper.make_node('GlobalAveragePool', ['c2'], ['s0'], name='se_pool'),
-        helper.make_node('Conv', ['s0', 'w3'], ['s1'], name='se_reduce', kernel_shape=[1, 1]),
-        helper.make_node('Relu', ['s1'], ['s2'], name='se_relu'),
-        helper.make_node('Conv', ['s2', 'w4', 'b4'], ['s3'], name='se_expand',
-                         kernel_shape=[1, 1]),
-        helper.make_node('HardSigmoid', ['s3'], ['s4'], name='se_gate'),
-        helper.make_node('Mul', ['c2', 's4'], ['m'], name='se_mul'),
-        helper.make_node('Add', ['m', 'm'], ['a'], name='add'),
-        helper.make_node('GlobalAveragePool', ['a'], ['p'], name='pool'),
-        helper.make_node('Flatten', ['p'], ['f'], name='flatten'),
-        helper.make_node('Gemm', ['f', 'w5'], ['y'], name='fc', transB=1),
-    ]
-    outputs = [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['n', 10])]
-    if concat:
-        nodes.append(helper.make_node('Concat', ['c2', 'c2'], ['cat'], name='cat', axis=1))
-        outputs.append(helper.make_tensor_value_info('cat', TensorProto.FLOAT,
-                                                     ['n', 40, 'h2', 'w2']))
-    graph = helper.make_graph(
-        nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT,
-                                                   ['n', 16, 'h', 'w'])], outputs,
-        [weight('w0', 24, 16, 3, 3), weight('b0', 24), weight('w1', 24, 1, 3, 3),
-         weight('b1', 24), weight('w2', 20, 24, 1, 1), weight('w3', 8, 20, 1, 1),
-         weight('w4', 20, 8, 1, 1), weight('b4', 20), weight('w5', 10, 20)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    return model
+    """x (16 ch) -> dense 3x3 s2 (24) -> depthwise -> 1x1 (20) -> SE (8) -> ... -> Gemm (10),
+    with biases (``se_block_onnx``); ``concat``: the 1x1 conv's output also concatenated."""
+    return se_block_onnx(dense=24, out=20, squeeze=8, biases=True, concat=concat)
 
 
 def _run(model, x):

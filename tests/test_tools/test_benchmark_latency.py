@@ -60,8 +60,9 @@ def test_quick_benchmark_writes_tables_and_plot(tmp_path, capsys):
                            r'\(peak probe: dense 3x3 conv.*% of the nominal peak', report)
     assert efficiency, report
     achieved, share, peak = map(float, efficiency.groups())
-    assert peak == pytest.approx(float(probe[0]['gflops']), abs=0.51)
-    assert share == pytest.approx(100 * achieved / peak, abs=0.51)
+    # the report rounds to 1 GFLOP/s and 1%, the CSV to 0.1 GFLOP/s
+    assert peak == pytest.approx(float(probe[0]['gflops']), abs=0.6)
+    assert share == pytest.approx(100 * achieved / peak, abs=1.0)
     for goal in ('onnxruntime, 1 thread, batch 1: deployed RepGhostNet 1.0x / GhostNet 1.0x: ',
                  'openvino, 1 thread, batch 1: deployed RepGhostNet 1.0x / '
                  'MobileNetV4-conv-small: ',
@@ -221,6 +222,7 @@ def test_time_models_compiles_every_network_into_its_own_graph(tmp_path, monkeyp
 
     import mmrepghost.deploy.inductor as inductor
     tool = load_tool('benchmark_latency')
+
     def compile_eager(fn):
         compiled = torch.compile(fn, backend='eager')
 

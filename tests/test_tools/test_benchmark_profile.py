@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from tests.conftest import load_tool
+from tests.conftest import load_tool, se_block_onnx
 
 
 @pytest.fixture(scope='module')
@@ -14,43 +14,9 @@ def tool():
 
 
 def _graph(tool, shape=(1, 16, 8, 8)):
-    """x -> Conv 3x3 s2 (16->32) -> Relu -> depthwise Conv 3x3 (32) -> Conv 1x1 (32->24)
-    -> SE (GlobalAveragePool, Conv 24->8, Relu, Conv 8->24, HardSigmoid, Mul) -> Add(x2)
-    -> GlobalAveragePool -> Flatten -> Gemm (24->10), shapes inferred at ``shape`` (None:
-    dynamic batch, height and width, no shapes inferred)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(0)
-
-    def weight(name, *dims):
-        return numpy_helper.from_array(rng.standard_normal(dims).astype(np.float32), name)
-
-    nodes = [
-        helper.make_node('Conv', ['x', 'w0'], ['c0'], name='dense', kernel_shape=[3, 3],
-                         strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node('Relu', ['c0'], ['r0'], name='relu0'),
-        helper.make_node('Conv', ['r0', 'w1'], ['c1'], name='dw', kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], group=32),
-        helper.make_node('Conv', ['c1', 'w2'], ['c2'], name='pw', kernel_shape=[1, 1]),
-        helper.make_node('GlobalAveragePool', ['c2'], ['s0'], name='se_pool'),
-        helper.make_node('Conv', ['s0', 'w3'], ['s1'], name='se_reduce', kernel_shape=[1, 1]),
-        helper.make_node('Relu', ['s1'], ['s2'], name='se_relu'),
-        helper.make_node('Conv', ['s2', 'w4'], ['s3'], name='se_expand', kernel_shape=[1, 1]),
-        helper.make_node('HardSigmoid', ['s3'], ['s4'], name='se_gate'),
-        helper.make_node('Mul', ['c2', 's4'], ['m'], name='se_mul'),
-        helper.make_node('Add', ['m', 'm'], ['a'], name='add'),
-        helper.make_node('GlobalAveragePool', ['a'], ['p'], name='pool'),
-        helper.make_node('Flatten', ['p'], ['f'], name='flatten'),
-        helper.make_node('Gemm', ['f', 'w5'], ['y'], name='fc', transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT,
-                                                   ['n', 16, 'h', 'w'])],
-        [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['n', 10])],
-        [weight('w0', 32, 16, 3, 3), weight('w1', 32, 1, 3, 3), weight('w2', 24, 32, 1, 1),
-         weight('w3', 8, 24, 1, 1), weight('w4', 24, 8, 1, 1), weight('w5', 10, 24)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
-    onnx.checker.check_model(model)
+    """``se_block_onnx()`` (16 -> 32 -> 24 channels, SE 8, FC 10), shapes inferred at
+    ``shape`` (None: dynamic batch, height and width, no shapes inferred)."""
+    model = se_block_onnx()
     return model if shape is None else tool.static_shapes(model, shape)
 
 
@@ -166,7 +132,8 @@ def test_quick_run_writes_the_tables(tool, tmp_path):
         # the peak probe ran in the same round-robin: ours' share of it, from the same rows
         assert float(r['measured_peak_gflops']) > 1
         assert float(r['ours_measured_peak_pct']) == pytest.approx(
-            100 * float(r['ours_gflops']) / float(r['measured_peak_gflops']), rel=2e-2)
+            100 * float(r['ours_gflops']) / float(r['measured_peak_gflops']), rel=2e-2,
+            abs=0.1)  # the CSV rounds the share to 0.1
     profile = [r for r in rows if r['part'] == 'profile']
     assert {(r['network'], r['runtime']) for r in profile} == {
         (n, rt) for n in networks + ('RepGhostNet 1.0x, static-shape export',
