@@ -13,8 +13,10 @@ round-robin), so drift of a shared machine does not favour whichever runs at a q
   train structure and deployed, and the timm peers of :data:`PEERS` in their deployed form
   (``timm.utils.reparameterize_model``), all without weights (BN statistics calibrated on
   random batches, :func:`calibrate_bn_`), in PyTorch eager, ``torch.compile`` (Inductor with
-  freezing; compile time reported), onnxruntime, OpenVINO, and int8 in onnxruntime (QDQ) and
-  OpenVINO (NNCF) with every layer quantized (the deployed networks; speed only). Each
+  freezing; compile time reported), onnxruntime and OpenVINO (RepGhostNet as ``export_onnx``
+  writes it, shapes recorded; the peers as plain ``torch.onnx.export`` writes them), and int8
+  in onnxruntime (QDQ) and OpenVINO (NNCF) with every layer quantized (the deployed networks;
+  speed only). Each
   network's published ImageNet top-1 and its source are in :data:`REPGHOST_TOP1` and
   :data:`PEERS`; the report draws the latency/top-1 Pareto front per runtime and says how
   far each RepGhostNet width is off it.
