@@ -23,7 +23,7 @@ the RPN's), to be decoded by mmdet's ``head.predict_by_feat`` (see
 Every tensor's symbolic shape is recorded in the graph (onnxruntime fuses more with it; the
 graph stays dynamic). ``--pad-channels 16`` also zero-pads conv channels to multiples of 16,
 the fp32 lanes of AVX-512 and the block of onnxruntime's NCHWc layout (8 for AVX2): the same
-function, a few percent faster on such CPUs (docs/deployment.md).
+function, a few percent faster on such CPUs (docs/deploy.md).
 
 Either file is run in onnxruntime at two sizes and batch sizes and compared with PyTorch; the
 tool fails (exit 1) if any output differs by more than ``--atol`` times max(1, the largest

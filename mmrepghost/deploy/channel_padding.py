@@ -16,11 +16,12 @@ import numpy as np
 
 from .onnx_info import constant_values, node_attribute, static_shapes, tensor_shapes
 
-#: operators computed channel by channel, so whatever the padded channels hold never reaches
-#: the real ones (the runtime's activations, the SE block's gate and multiply, residual adds,
-#: spatial pools)
+#: operators computed channel by channel that keep the padded channels finite, so the zero
+#: weights reading them cancel them (the runtime's activations, the SE block's gate and
+#: multiply, residual adds, spatial pools). Not Div: 0 / 0 in a padded channel is NaN, and
+#: NaN times a zero weight is NaN in every real channel after it.
 CHANNEL_WISE = ('Relu', 'Clip', 'LeakyRelu', 'HardSigmoid', 'HardSwish', 'Sigmoid', 'Identity',
-                'Add', 'Sub', 'Mul', 'Div', 'GlobalAveragePool', 'GlobalMaxPool', 'MaxPool',
+                'Add', 'Sub', 'Mul', 'GlobalAveragePool', 'GlobalMaxPool', 'MaxPool',
                 'AveragePool')
 
 

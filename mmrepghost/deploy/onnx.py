@@ -111,10 +111,7 @@ def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int],
                               dynamic_axes=dynamic, do_constant_folding=True)
         proto = onnx.load(tmp)
         folded = fold_batch_flatten_reshapes(proto.graph)
-        if pad_channels_to:
-            proto = pad_channels(proto, pad_channels_to)[0]
-        if annotate:
-            proto = annotate_shapes(proto)
+        proto = prepare_for_runtime(proto, pad_channels_to, annotate)
         if folded or annotate or pad_channels_to:
             onnx.checker.check_model(proto)
             onnx.save(proto, tmp)
@@ -142,6 +139,16 @@ def _export_dynamo(wrapper: nn.Module, example: Tensor, path: str, opset: int,
     torch.onnx.export(wrapper, (example, ), path, dynamo=True, opset_version=opset,
                       input_names=['images'], output_names=names,
                       dynamic_shapes={'images': dims}, external_data=False, verbose=False)
+
+
+def prepare_for_runtime(proto, pad_channels_to: int = 0, annotate: bool = True):
+    """The graph passes every export ends with, in order: conv channels zero-padded to
+    ``pad_channels_to`` (0: off; :func:`.channel_padding.pad_channels`), then every tensor's
+    symbolic shape recorded (:func:`.onnx_info.annotate_shapes`), so the recorded shapes
+    are the padded ones. Returns the new ModelProto."""
+    if pad_channels_to:
+        proto = pad_channels(proto, pad_channels_to)[0]
+    return annotate_shapes(proto) if annotate else proto
 
 
 def fold_batch_flatten_reshapes(graph) -> int:
@@ -274,10 +281,7 @@ def export_end2end(model: nn.Module, cfg, path: str, checkpoint: str, classes: S
         metadata['mmrepghost.channels_padded_to'] = str(pad_channels_to)
     with atomic_write(path, overwrite) as tmp:
         export_graph(module, tmp, example, names)
-        proto = onnx.load(tmp)
-        if pad_channels_to:
-            proto = pad_channels(proto, pad_channels_to)[0]
-        proto = annotate_shapes(proto)
+        proto = prepare_for_runtime(onnx.load(tmp), pad_channels_to)
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value

@@ -125,3 +125,32 @@ def test_tool_pads_end_to_end_detector_and_refuses_bad_multiples(tmp_path, capsy
     assert '--pad-channels must be 0 (off) or one of 4, 8, 16, 32, 64, got 12' in \
         capsys.readouterr().err
     assert not osp.exists(tmp_path / 'x.onnx')
+
+
+def test_a_division_of_padded_channels_stops_the_padding():
+    """Two convs (20 channels each) divided, then a conv reading the quotient: padded, the
+    extra channels would hold 0 / 0 = NaN, which zero weights do not cancel (NaN * 0)."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(3)
+
+    def weight(name, *dims):
+        return numpy_helper.from_array(rng.standard_normal(dims).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node('Conv', ['x', 'wa'], ['a'], name='a', kernel_shape=[1, 1]),
+        helper.make_node('Conv', ['x', 'wb'], ['b0'], name='b', kernel_shape=[1, 1]),
+        helper.make_node('Sigmoid', ['b0'], ['b'], name='gate'),  # positive: no real 0
+        helper.make_node('Div', ['a', 'b'], ['q'], name='div'),
+        helper.make_node('Conv', ['q', 'wc'], ['y'], name='c', kernel_shape=[1, 1]),
+    ]
+    graph = helper.make_graph(nodes, 'div', [helper.make_tensor_value_info(
+        'x', TensorProto.FLOAT, ['n', 8, 'h', 'w'])], [helper.make_tensor_value_info(
+            'y', TensorProto.FLOAT, ['n', 16, 'h', 'w'])],
+        [weight('wa', 20, 8, 1, 1), weight('wb', 20, 8, 1, 1), weight('wc', 16, 20, 1, 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+    padded, count = pad_channels(model, 16)
+    assert count == 0 and _conv_channels(padded) == {'a': 20, 'b': 20, 'c': 16}
+    x = np.random.default_rng(4).standard_normal((1, 8, 5, 5)).astype(np.float32)
+    got = _run(padded, x)[0]
+    assert np.isfinite(got).all()
+    _assert_close(got, _run(model, x)[0])

@@ -113,7 +113,9 @@ def test_annotated_shapes_let_onnxruntime_fuse_every_residual_add(tmp_path):
         assert diff <= 1e-4 * max(1.0, scale), (diff, scale)
 
 
-def test_annotate_shapes_names_the_tensor_it_cannot_infer():
+def test_annotate_shapes_names_the_tensor_it_cannot_infer(tmp_path, monkeypatch):
+    """... and, unlike onnxruntime's own entry point, writes no half-inferred model into the
+    working directory."""
     from onnx import TensorProto, helper
 
     from mmrepghost.deploy.onnx_info import annotate_shapes
@@ -123,5 +125,7 @@ def test_annotate_shapes_names_the_tensor_it_cannot_infer():
             'y', TensorProto.FLOAT, None)])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17),
                                                     helper.make_opsetid('example.custom', 1)])
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(RuntimeError, match="stopped at tensor 'y'"):
         annotate_shapes(proto)
+    assert not list(tmp_path.iterdir())
